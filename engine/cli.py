@@ -60,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     except (EngineError, SettingsError) as e:
         print(f"lookahead: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into `head` and the like
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print("lookahead: interrupted", file=sys.stderr)
         return 130

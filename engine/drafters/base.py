@@ -1,0 +1,44 @@
+"""The one extension point for speculation.
+
+A drafter proposes up to k next tokens cheaply; the target verifies them in one
+forward pass (engine/generate.py, the only verification loop); the drafter is then
+told what was verified so it can resync its own state. Engine thread only.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    import mlx.core as mx
+
+
+class Drafter(Protocol):
+    name: str  # shown to users: "MTP (deepseek_v3)", "Prompt lookup", a draft model id
+    needs_hidden: bool  # wants the target's final-normed hidden states
+
+    def begin(self, prompt_ids: list[int], hidden: mx.array | None, reused: int) -> None:
+        """The target has processed the prompt.
+
+        ``hidden`` (when needs_hidden) holds the target's hidden states for
+        prompt positions ``reused..len(prompt_ids)-1``; positions before ``reused``
+        came from a prompt cache.
+        """
+
+    def propose(self, last_token: int, k: int) -> list[int]:
+        """Up to k draft tokens to follow ``last_token`` (which the target has not seen)."""
+
+    def draft_logprobs(self) -> mx.array | None:
+        """Per-draft log-distributions (k, V) of the last proposal, or None for greedy drafts."""
+
+    def commit(self, verified: list[int], next_token: int, hidden: mx.array | None) -> None:
+        """After verification: ``verified`` = [last_token, accepted drafts...] now sit in the
+        target cache; ``next_token`` is the bonus/corrected token that follows them.
+        ``hidden`` (when needs_hidden) has the target's hidden states at the verified
+        positions, shape (len(verified), H)."""
+
+    def memory_bytes(self) -> int:
+        """Extra memory the drafter holds (weights and caches)."""
+
+    def close(self) -> None:
+        """Free caches."""

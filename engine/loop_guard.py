@@ -1,0 +1,43 @@
+"""Detect a generation stuck repeating itself ("max loop count").
+
+A loop is the same span of tokens repeated ``count`` times in a row at the end of
+the output. Spans shorter than ``min_chars`` of text are ignored, so "------" or a
+run of spaces in code is not a loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+
+class LoopGuard:
+    def __init__(
+        self,
+        count: int,
+        text_of: Callable[[list[int]], str],
+        max_period: int = 256,
+        min_chars: int = 8,
+    ):
+        self.count = count
+        self.text_of = text_of
+        self.max_period = max_period
+        self.min_chars = min_chars
+        self.tokens: list[int] = []
+
+    def push(self, token: int) -> bool:
+        """Add a token; True when the output now ends in ``count`` repeats of a span."""
+        tokens = self.tokens
+        tokens.append(token)
+        if self.count < 2:
+            return False
+        n = len(tokens)
+        longest = min(self.max_period, n // self.count)
+        # Only periods p where the last token recurs p steps back can be loops.
+        for p in range(1, longest + 1):
+            if tokens[n - 1 - p] != token:
+                continue
+            span = tokens[n - p :]
+            if tokens[n - p * self.count :] == span * self.count:
+                if len(self.text_of(span)) >= self.min_chars:
+                    return True
+        return False

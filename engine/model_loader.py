@@ -1,0 +1,186 @@
+"""Load a model folder into memory: mlx-lm's model classes, our dtype policy.
+
+On CPU the weights are expanded to fp32 (when memory allows): MLX has no fast fp16,
+bf16 or quantized matmul on CPU, and fp32 with OpenBLAS is ~40x faster than those.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import mlx.core as mx
+import mlx.nn as nn
+from mlx.utils import tree_flatten
+
+from engine.chat import ChatFormat
+from engine.errors import ModelLoadError
+from engine.library import read_config, resolve_model
+from engine.runtime import fast_dtype_name, runtime_info
+from engine.settings import ModelSettings
+
+Progress = Callable[[str, float], None]
+
+_DTYPES = {"float32": mx.float32, "float16": mx.float16, "bfloat16": mx.bfloat16}
+
+
+@dataclass
+class LoadedModel:
+    """A model resident on the engine thread. Never leaves that thread."""
+
+    name: str
+    path: Path
+    model: nn.Module
+    tokenizer: Any  # mlx_lm TokenizerWrapper
+    config: dict
+    dtype: str
+    parameters: int
+    memory_gb: float
+    chat: ChatFormat
+    extras: dict = field(default_factory=dict)  # drafters attach their state here
+
+    @property
+    def model_type(self) -> str:
+        return str(self.config.get("model_type", "unknown"))
+
+
+def _total_memory_bytes() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 0
+
+
+def _parameter_count(model: nn.Module) -> int:
+    total = 0
+    for name, p in tree_flatten(model.parameters()):
+        if name.endswith(".scales") or name.endswith(".biases"):
+            continue
+        n = p.size
+        if p.dtype == mx.uint32:  # packed quantized weights
+            bits = _bits_of(model, name)
+            n = n * 32 // bits
+        total += n
+    return total
+
+
+def _bits_of(model: nn.Module, weight_name: str) -> int:
+    module = model
+    for part in weight_name.split(".")[:-1]:
+        module = module[int(part)] if part.isdigit() else getattr(module, part)
+    return int(getattr(module, "bits", 4))
+
+
+def _nbytes(model: nn.Module) -> int:
+    return sum(p.nbytes for _, p in tree_flatten(model.parameters()))
+
+
+def _check_weights_present(path: Path) -> None:
+    weights = list(path.glob("model*.safetensors"))
+    if not weights:
+        raise ModelLoadError(f"{path} has no model*.safetensors weights (incomplete download?)")
+    index = path / "model.safetensors.index.json"
+    if index.exists():
+        try:
+            shards = set(json.loads(index.read_text())["weight_map"].values())
+        except (json.JSONDecodeError, KeyError) as e:
+            raise ModelLoadError(f"{index} is unreadable ({e})") from None
+        missing = sorted(s for s in shards if not (path / s).exists())
+        if missing:
+            raise ModelLoadError(f"{path} is missing weight shard(s): {', '.join(missing)}")
+
+
+def convert_dtype(model: nn.Module, dtype_name: str) -> None:
+    """Dequantize and cast floating weights in place."""
+    from mlx_lm.utils import dequantize_model
+
+    dequantize_model(model)
+    model.set_dtype(_DTYPES[dtype_name])
+    mx.eval(model.parameters())
+
+
+def choose_dtype(settings: ModelSettings, parameters: int, config: dict) -> str:
+    """'native' or a dtype name, following the fast-CPU policy and memory."""
+    wanted = fast_dtype_name(settings.dtype)
+    if wanted == "float32" and settings.dtype == "auto":
+        total = _total_memory_bytes()
+        # fp32 weights plus headroom for the KV cache and the rest of the system.
+        if total and parameters * 4 > 0.6 * total:
+            return "native"
+    return wanted
+
+
+def load_model(
+    name: str, settings: ModelSettings | None = None, progress: Progress | None = None
+) -> LoadedModel:
+    """Load the model a user named (path, local name or cached hub id)."""
+    from mlx_lm.utils import load_model as mlx_load_model
+    from mlx_lm.utils import load_tokenizer
+
+    settings = (settings or ModelSettings()).validated()
+    progress = progress or (lambda stage, fraction: None)
+    progress("resolving", 0.0)
+    path = resolve_model(name)
+    config = read_config(path)
+    _check_weights_present(path)
+    progress("reading weights", 0.1)
+    try:
+        model, config = mlx_load_model(path, lazy=False)
+    except ValueError as e:
+        msg = str(e).splitlines()[0]
+        if "not supported" in msg.lower() or "model type" in msg.lower():
+            raise ModelLoadError(
+                f"{path.name}: model type {config.get('model_type')!r} is not supported by mlx-lm"
+            ) from None
+        raise ModelLoadError(f"{path.name}: weights do not match the config ({msg})") from None
+    except (RuntimeError, OSError) as e:
+        raise ModelLoadError(
+            f"{path.name}: could not read the weights ({str(e).splitlines()[0]}); "
+            "the files may be corrupted — delete and download again"
+        ) from None
+    except Exception as e:  # e.g. KeyError from a config missing a required field
+        raise ModelLoadError(
+            f"{path.name}: could not build the model ({type(e).__name__}: {e})"
+        ) from None
+    progress("reading tokenizer", 0.6)
+    try:
+        tokenizer = load_tokenizer(path, eos_token_ids=config.get("eos_token_id"))
+    except Exception as e:
+        raise ModelLoadError(f"{path.name}: could not load the tokenizer ({e})") from None
+    parameters = _parameter_count(model)
+    dtype = choose_dtype(settings, parameters, config)
+    if dtype != "native":
+        progress("converting", 0.7)
+        convert_dtype(model, dtype)
+    else:
+        dtype = _weight_dtype(model)
+    progress("ready", 1.0)
+    return LoadedModel(
+        name=name,
+        path=path,
+        model=model,
+        tokenizer=tokenizer,
+        config=config,
+        dtype=dtype,
+        parameters=parameters,
+        memory_gb=_nbytes(model) / 1e9,
+        chat=ChatFormat(tokenizer),
+    )
+
+
+def _weight_dtype(model: nn.Module) -> str:
+    for name, p in tree_flatten(model.parameters()):
+        if name.endswith("weight"):
+            if p.dtype == mx.uint32:
+                return f"q{_bits_of(model, name)}"
+            return str(p.dtype).removeprefix("mlx.core.")
+    return "unknown"
+
+
+def device_summary(loaded: LoadedModel) -> dict[str, str]:
+    info = runtime_info()
+    return {"device": info.device, "blas": info.blas, "dtype": loaded.dtype}

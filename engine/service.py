@@ -1,0 +1,303 @@
+"""The engine service: one long-lived worker thread that owns MLX.
+
+Commands go in through ``submit`` (any thread); events come out to subscribers,
+called on the engine thread. Requests run one at a time in arrival order, so
+concurrent callers queue fairly. An exception in a command becomes a ``Failed``
+event and the thread carries on.
+
+The CLI, the HTTP server and the desktop app all drive this same class.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import queue
+import threading
+import traceback
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+
+from engine.errors import EngineError
+from engine.events import (
+    Cancel,
+    Command,
+    Event,
+    Failed,
+    Finished,
+    Generate,
+    GenerationStats,
+    LoadModel,
+    LoadProgress,
+    ModelLoaded,
+    Unloaded,
+    UnloadModel,
+)
+from engine.settings import SettingsError
+
+log = logging.getLogger(__name__)
+
+Subscriber = Callable[[Event], None]
+_STOP = object()
+_ids = itertools.count(1)
+
+
+def new_request_id(prefix: str = "req") -> str:
+    return f"{prefix}-{next(_ids)}"
+
+
+class EngineService:
+    def __init__(self, max_loaded_models: int = 2):
+        self.max_loaded_models = max_loaded_models
+        self._commands: queue.Queue = queue.Queue()
+        self._subscribers: list[Subscriber] = []
+        self._lock = threading.Lock()
+        self._cancel_events: dict[str, threading.Event] = {}
+        self._thread: threading.Thread | None = None
+        # Engine-thread state.
+        self._models: OrderedDict[str, object] = OrderedDict()
+        self._cache_store = None
+
+    # ------------------------------------------------------------ any thread
+
+    def start(self) -> EngineService:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="lookahead-engine", daemon=True)
+            self._thread.start()
+        return self
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Cancel everything and stop the thread."""
+        with self._lock:
+            for ev in self._cancel_events.values():
+                ev.set()
+        if self._thread is not None:
+            self._commands.put(_STOP)
+            self._thread.join(timeout)
+            self._thread = None
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def subscribe(self, callback: Subscriber) -> Callable[[], None]:
+        """Call ``callback(event)`` on the engine thread for every event; returns an
+        unsubscribe function. Callbacks must be quick and must not raise."""
+        with self._lock:
+            self._subscribers.append(callback)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                if callback in self._subscribers:
+                    self._subscribers.remove(callback)
+
+        return unsubscribe
+
+    def submit(self, command: Command) -> str:
+        """Queue a command; returns its request id."""
+        if isinstance(command, Cancel):
+            self.cancel(command.request_id)
+            return command.request_id
+        with self._lock:
+            self._cancel_events[command.request_id] = threading.Event()
+        self._commands.put(command)
+        return command.request_id
+
+    def cancel(self, request_id: str) -> None:
+        """Stop a request: a running one ends at its next step with reason
+        'cancelled', a queued one never starts."""
+        with self._lock:
+            ev = self._cancel_events.get(request_id)
+        if ev is not None:
+            ev.set()
+
+    def stream(self, command: Generate | LoadModel | UnloadModel) -> Iterator[Event]:
+        """Submit and yield this request's events until its last one (any thread).
+
+        Closing the iterator early (a client that went away) cancels the request.
+        """
+        inbox: queue.SimpleQueue = queue.SimpleQueue()
+        rid = command.request_id
+
+        def on_event(event: Event) -> None:
+            if event.request_id == rid:
+                inbox.put(event)
+
+        terminal: tuple[type, ...] = (Finished, Failed)
+        if isinstance(command, LoadModel):
+            terminal = (ModelLoaded, Failed)
+        elif isinstance(command, UnloadModel):
+            terminal = (Unloaded, Failed)
+        unsubscribe = self.subscribe(on_event)
+        finished = False
+        try:
+            self.submit(command)
+            while True:
+                event = inbox.get()
+                yield event
+                if isinstance(event, terminal):
+                    finished = True
+                    return
+        finally:
+            unsubscribe()
+            if not finished:
+                self.cancel(rid)
+
+    def run(self, command: Generate | LoadModel | UnloadModel) -> Event:
+        """Submit and wait for the final event; raises EngineError on failure."""
+        last = None
+        for event in self.stream(command):
+            last = event
+        if isinstance(last, Failed):
+            raise EngineError(last.message)
+        return last
+
+    # ------------------------------------------------------------ engine thread
+
+    def _emit(self, event: Event) -> None:
+        with self._lock:
+            subscribers = list(self._subscribers)
+        for callback in subscribers:
+            try:
+                callback(event)
+            except Exception:  # a broken subscriber must not take the engine down
+                log.exception("event subscriber failed")
+
+    def _run(self) -> None:
+        from engine.kv_cache import PromptCacheStore
+
+        self._cache_store = PromptCacheStore()
+        while True:
+            command = self._commands.get()
+            if command is _STOP:
+                import mlx.core as mx
+
+                # Drain this thread's stream: a thread that exits with work queued
+                # on it aborts the process at interpreter shutdown.
+                mx.synchronize()
+                break
+            rid = command.request_id
+            with self._lock:
+                cancel = self._cancel_events.get(rid) or threading.Event()
+            try:
+                if cancel.is_set():
+                    self._emit(_cancelled_before_start(rid))
+                elif isinstance(command, Generate):
+                    self._generate(command, cancel)
+                elif isinstance(command, LoadModel):
+                    self._load(command.request_id, command.model, command.load)
+                elif isinstance(command, UnloadModel):
+                    self._unload(command)
+                else:
+                    self._emit(Failed(rid, f"unknown command {type(command).__name__}"))
+            except (EngineError, SettingsError) as e:
+                self._emit(Failed(rid, str(e)))
+            except MemoryError:
+                self._emit(Failed(rid, "out of memory; try a smaller model or fewer tokens"))
+            except Exception as e:
+                log.error("command %s failed:\n%s", rid, traceback.format_exc())
+                self._emit(Failed(rid, f"internal error: {type(e).__name__}: {e}"))
+            finally:
+                with self._lock:
+                    self._cancel_events.pop(rid, None)
+
+    def _load(self, rid: str, name: str, settings):
+        from engine.model_loader import load_model
+
+        key = f"{name}|{settings.dtype}"
+        loaded = self._models.get(key)
+        if loaded is None:
+            while len(self._models) >= self.max_loaded_models:
+                _, old = self._models.popitem(last=False)
+                self._cache_store.drop(old)
+            loaded = load_model(
+                name,
+                settings,
+                progress=lambda stage, f: self._emit(LoadProgress(rid, name, stage, f)),
+            )
+            self._models[key] = loaded
+        self._models.move_to_end(key)
+        self._emit(
+            ModelLoaded(
+                rid,
+                name,
+                str(loaded.path),
+                loaded.model_type,
+                loaded.dtype,
+                loaded.parameters,
+                loaded.memory_gb,
+                None,
+                None,
+            )
+        )
+        return loaded
+
+    def _unload(self, command: UnloadModel) -> None:
+        removed = []
+        for key in list(self._models):
+            if command.model == "*" or key.split("|")[0] == command.model:
+                self._cache_store.drop(self._models.pop(key))
+                removed.append(key.split("|")[0])
+        import mlx.core as mx
+
+        mx.clear_cache()
+        self._emit(Unloaded(command.request_id, tuple(removed)))
+
+    def _generate(self, command: Generate, cancel: threading.Event) -> None:
+        from engine.drafters import create_drafter
+        from engine.drafters.policy import DraftLengthPolicy
+        from engine.errors import DecoderError
+        from engine.generate import Generation
+
+        sampling = command.sampling.validated()
+        decoder = command.decoder.validated()
+        load_settings = command.load.validated()
+        loaded = self._load(command.request_id, command.model, load_settings)
+        prompt = self._prompt(loaded, command)
+        drafter = None
+        if decoder.enabled:
+            try:
+                drafter, _note = create_drafter(loaded, decoder)
+            except DecoderError:
+                if decoder.decoder != "auto":
+                    raise
+        policy = DraftLengthPolicy(
+            k=decoder.draft_tokens, adaptive=decoder.adaptive or decoder.draft_tokens is None
+        )
+        generation = Generation(
+            command.request_id,
+            loaded,
+            prompt,
+            sampling,
+            self._emit,
+            cancel,
+            cache_store=self._cache_store,
+            drafter=drafter,
+            policy=policy,
+        )
+        self._emit(generation.run())
+
+    def _prompt(self, loaded, command: Generate):
+        from engine.chat import Prompt
+
+        given = sum(
+            [bool(command.messages), command.prompt is not None, command.prompt_tokens is not None]
+        )
+        if given != 1:
+            raise EngineError("a request needs exactly one of messages, prompt or prompt_tokens")
+        if command.prompt_tokens is not None:
+            ids = tuple(int(t) for t in command.prompt_tokens)
+            vocab = loaded.config.get("vocab_size") or len(loaded.tokenizer)
+            if not ids or any(t < 0 or t >= vocab for t in ids):
+                raise EngineError("prompt_tokens must be a non-empty list of valid token ids")
+            text = loaded.tokenizer.decode(list(ids))
+            return Prompt(ids, text, loaded.chat.starts_in_thinking(text))
+        if command.prompt is not None:
+            return loaded.chat.raw(command.prompt)
+        return loaded.chat.render(
+            command.messages, command.thinking, command.continue_final, command.tools
+        )
+
+
+def _cancelled_before_start(rid: str) -> Finished:
+    return Finished(rid, "cancelled", "", "", GenerationStats(finish_reason="cancelled"))
