@@ -37,7 +37,7 @@ class LoopGuard:
             if tokens[n - 1 - p] != token:
                 continue
             span = tokens[n - p :]
-            if tokens[n - p * self.count :] == span * self.count:
-                if len(self.text_of(span)) >= self.min_chars:
-                    return True
+            repeated = tokens[n - p * self.count :] == span * self.count
+            if repeated and len(self.text_of(span)) >= self.min_chars:
+                return True
         return False
