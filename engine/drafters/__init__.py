@@ -23,7 +23,7 @@ def create_drafter(loaded, settings: DecoderSettings) -> tuple[Drafter | None, s
         return PromptLookupDrafter(), None
     try:
         from engine.drafters import registry
-    except ModuleNotFoundError:
+    except ImportError:  # no weight-based drafters in this build
         registry = None
     if name == "auto":
         if registry is not None:
