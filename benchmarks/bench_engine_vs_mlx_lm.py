@@ -18,8 +18,11 @@ import argparse
 import statistics
 import time
 
-import engine  # noqa: F401  (preloads OpenBLAS before mlx)
+import engine  # noqa: F401  (must come first: preloads OpenBLAS before mlx)
+
+# isort: split
 import mlx.core as mx
+
 from engine.events import ChatMessage, Finished, Generate, TokenEvent
 from engine.library import resolve_model
 from engine.runtime import runtime_info
@@ -74,7 +77,9 @@ def run_engine(service, model_name, n, i):
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--model", default=None, help="default: the starter model")
     ap.add_argument("--tokens", type=int, default=128)
     ap.add_argument("--rounds", type=int, default=3)
@@ -100,7 +105,9 @@ def main() -> None:
     )
     service = EngineService().start()
     info = runtime_info()
-    print(f"model {path.name}; {info.device} / BLAS {info.blas}; {args.tokens} tokens x {args.rounds} rounds")
+    print(
+        f"model {path.name}; {info.device} / BLAS {info.blas}; {args.tokens} tokens x {args.rounds} rounds"
+    )
     results: dict[str, list[float]] = {"stock": [], "mlx-lm+": [], "lookahead": []}
     outputs = {}
     try:
@@ -119,11 +126,17 @@ def main() -> None:
     print(f"{'variant':<12}{'tok/s (median)':>16}   runs")
     for k, v in results.items():
         print(f"{k:<12}{med[k]:>16.1f}   " + ", ".join(f"{x:.1f}" for x in v))
-    print(f"lookahead / stock mlx-lm            = {med['lookahead'] / med['stock']:.2f}x  (target >= 2.0x)")
-    print(f"lookahead / mlx-lm, same BLAS+fp32  = {med['lookahead'] / med['mlx-lm+']:.3f}x (target >= 0.97x)")
+    print(
+        f"lookahead / stock mlx-lm            = {med['lookahead'] / med['stock']:.2f}x  (target >= 2.0x)"
+    )
+    print(
+        f"lookahead / mlx-lm, same BLAS+fp32  = {med['lookahead'] / med['mlx-lm+']:.3f}x (target >= 0.97x)"
+    )
     same = outputs["lookahead"] == outputs["mlx-lm+"][: len(outputs["lookahead"])]
     print(f"greedy tokens identical to mlx-lm (fp32): {same}")
-    print(f"engine stats: dtype {final.stats.dtype}, ttft {final.stats.ttft_s:.3f}s, peak {final.stats.peak_memory_gb:.2f} GB")
+    print(
+        f"engine stats: dtype {final.stats.dtype}, ttft {final.stats.ttft_s:.3f}s, peak {final.stats.peak_memory_gb:.2f} GB"
+    )
 
 
 if __name__ == "__main__":

@@ -54,6 +54,7 @@ class EngineService:
         self._lock = threading.Lock()
         self._cancel_events: dict[str, threading.Event] = {}
         self._thread: threading.Thread | None = None
+        self._stopped = threading.Event()
         # Engine-thread state.
         self._models: OrderedDict[str, object] = OrderedDict()
         self._cache_store = None
@@ -73,12 +74,12 @@ class EngineService:
                 ev.set()
         if self._thread is not None:
             self._commands.put(_STOP)
-            self._thread.join(timeout)
+            self._stopped.wait(timeout)
             self._thread = None
 
     @property
     def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        return self._thread is not None and self._thread.is_alive() and not self._stopped.is_set()
 
     def subscribe(self, callback: Subscriber) -> Callable[[], None]:
         """Call ``callback(event)`` on the engine thread for every event; returns an
@@ -170,12 +171,8 @@ class EngineService:
         while True:
             command = self._commands.get()
             if command is _STOP:
-                import mlx.core as mx
-
-                # Drain this thread's stream: a thread that exits with work queued
-                # on it aborts the process at interpreter shutdown.
-                mx.synchronize()
-                break
+                self._park()
+                return
             rid = command.request_id
             with self._lock:
                 cancel = self._cancel_events.get(rid) or threading.Event()
@@ -200,6 +197,23 @@ class EngineService:
             finally:
                 with self._lock:
                     self._cancel_events.pop(rid, None)
+
+    def _park(self) -> None:
+        """Release everything, then never return.
+
+        A thread that ran MLX work and then exits makes the process abort at
+        shutdown now and then ("terminate called without an active exception":
+        its per-thread stream worker is destroyed while joinable). A parked
+        daemon thread costs nothing and avoids that.
+        """
+        import mlx.core as mx
+
+        self._models.clear()
+        self._cache_store = None
+        mx.synchronize()
+        mx.clear_cache()
+        self._stopped.set()
+        threading.Event().wait()
 
     def _load(self, rid: str, name: str, settings):
         from engine.model_loader import load_model

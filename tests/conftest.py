@@ -10,3 +10,6 @@ _HOME = tempfile.mkdtemp(prefix="lookahead-tests-")
 os.environ.setdefault("LOOKAHEAD_HOME", _HOME)
 os.environ.setdefault("HF_HOME", os.path.join(_HOME, "hf"))
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+# The engine package preloads an optimized BLAS; it must be imported before mlx.
+import engine  # noqa: E402, F401

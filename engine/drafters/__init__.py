@@ -31,6 +31,41 @@ def create_drafter(loaded, settings: DecoderSettings) -> tuple[Drafter | None, s
             if drafter is not None:
                 return drafter, note
         return PromptLookupDrafter(), "no trained decoder found for this model; using prompt lookup"
+    if (draft := _plain_model(name)) is not None:
+        return _draft_model_drafter(loaded, draft), None
     if registry is None:
-        raise DecoderError(f"decoder {name!r}: only none, auto and lookup are available")
+        raise DecoderError(
+            f"decoder {name!r}: only none, auto, lookup and draft models are available"
+        )
     return registry.open_drafter(loaded, name), None
+
+
+def _plain_model(name: str):
+    """The folder of ``name`` when it is an ordinary language model (a draft model)."""
+    from engine.errors import ModelNotFound
+    from engine.library import read_config, resolve_model
+
+    try:
+        path = resolve_model(name)
+        config = read_config(path)
+    except ModelNotFound:
+        return None
+    model_type = str(config.get("model_type", ""))
+    archs = " ".join(config.get("architectures") or [])
+    if model_type.endswith("_mtp") or "lookahead_decoder" in config or "NextN" in archs:
+        return None
+    return path
+
+
+def _draft_model_drafter(loaded, path):
+    """A DraftModelDrafter, loading the draft model once per target (engine thread)."""
+    from engine.drafters.draft_model import DraftModelDrafter
+    from engine.model_loader import load_model
+
+    drafts = loaded.extras.setdefault("draft_models", {})
+    key = str(path)
+    if key not in drafts:
+        if path == loaded.path:
+            raise DecoderError("a model cannot be its own draft model")
+        drafts[key] = load_model(key)
+    return DraftModelDrafter(loaded, drafts[key])
