@@ -16,9 +16,18 @@ CHATML = (
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+THINKING_CHATML = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+    "{{ message['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n"
+    "{% if enable_thinking is defined and enable_thinking %}<think>\n"
+    "{% else %}<think>\n\n</think>\n\n{% endif %}{% endif %}"
+)
 
 
-def write_tokenizer(path: Path) -> int:
+def write_tokenizer(
+    path: Path, extra_specials: tuple[str, ...] = (), template: str = CHATML
+) -> int:
     """A byte-level tokenizer; returns its vocabulary size."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from tokenizers.pre_tokenizers import ByteLevel
@@ -27,10 +36,12 @@ def write_tokenizer(path: Path) -> int:
     vocab = {tok: i for i, tok in enumerate(SPECIALS)}
     for ch in sorted(alphabet):
         vocab[ch] = len(vocab)
+    for special in extra_specials:
+        vocab[special] = len(vocab)
     tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    tok.add_special_tokens(SPECIALS)
+    tok.add_special_tokens(SPECIALS + list(extra_specials))
     tok.save(str(path / "tokenizer.json"))
     (path / "tokenizer_config.json").write_text(
         json.dumps(
@@ -40,7 +51,7 @@ def write_tokenizer(path: Path) -> int:
                 "eos_token": "<|im_end|>",
                 "pad_token": "<|endoftext|>",
                 "unk_token": "<|endoftext|>",
-                "chat_template": CHATML,
+                "chat_template": template,
                 "clean_up_tokenization_spaces": False,
                 "model_max_length": 4096,
             }
@@ -69,14 +80,25 @@ def llama_config(vocab_size: int, **over) -> dict:
     return cfg
 
 
-def make_tiny_model(path: Path, seed: int = 0, logit_scale: float = 8.0, **config) -> Path:
-    """Write a random llama-family model folder that mlx-lm and the engine load."""
+def make_tiny_model(
+    path: Path,
+    seed: int = 0,
+    logit_scale: float = 8.0,
+    thinking: bool = False,
+    **config,
+) -> Path:
+    """Write a random llama-family model folder that mlx-lm and the engine load.
+
+    ``thinking`` adds <think>/</think> tokens and a template with enable_thinking."""
     import mlx.core as mx
     from mlx.utils import tree_flatten
     from mlx_lm.utils import _get_classes
 
     path.mkdir(parents=True, exist_ok=True)
-    vocab = write_tokenizer(path)
+    if thinking:
+        vocab = write_tokenizer(path, ("<think>", "</think>"), THINKING_CHATML)
+    else:
+        vocab = write_tokenizer(path)
     cfg = llama_config(vocab, **config)
     (path / "config.json").write_text(json.dumps(cfg))
     model_cls, args_cls = _get_classes(cfg)
