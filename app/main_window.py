@@ -1,0 +1,293 @@
+"""The main window: top bar, chat panes side by side, the shared prompt box.
+
+GUI thread only. The window becomes *ready* (``sig_ready``) once at least one model
+is available and every pane has picked one; before that it shows the first-run page.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QSize, Qt, QTimer, Signal
+from PySide6.QtGui import QCloseEvent, QKeySequence, QShortcut
+from PySide6.QtWidgets import (
+    QApplication,
+    QHBoxLayout,
+    QLabel,
+    QMainWindow,
+    QPushButton,
+    QSplitter,
+    QStackedWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app import theme
+from app.bridge import EngineBridge
+from app.catalog import ModelCatalog
+from app.chat_pane import ChatPane
+from app.first_run import FirstRunPage, StarterFn, StarterImport
+from app.prompt_box import PromptBox
+from app.widgets import IconButton
+
+MAX_PANES = 4
+
+
+class MainWindow(QMainWindow):
+    sig_ready = Signal()
+    """Models are available and the panes can chat."""
+
+    def __init__(
+        self,
+        bridge: EngineBridge,
+        catalog: ModelCatalog,
+        starter: StarterFn | None = None,
+        panes: int = 2,
+    ):
+        super().__init__()
+        self.bridge = bridge
+        self.catalog = catalog
+        self.panes: list[ChatPane] = []
+        self.focused: ChatPane | None = None
+        self.ready = False
+        self._pane_numbers = 0
+        self.setWindowTitle("Lookahead")
+        self.setWindowIcon(theme.app_icon())
+        self.resize(1360, 860)
+        self._build()
+        for _ in range(max(1, panes)):
+            self.add_pane()
+        self._importer = StarterImport(starter, self) if starter else None
+        if self._importer:
+            self._importer.sig_progress.connect(self.setup.show_progress)
+            self._importer.sig_done.connect(self._on_importer_done)
+            self._importer.sig_failed.connect(self._on_importer_failed)
+        self.setup.sig_retry.connect(self._start_import)
+        QApplication.instance().focusChanged.connect(self._on_app_focus_changed)
+        theme.manager().sig_changed.connect(self._on_theme_changed)
+        self._on_theme_changed(theme.current())
+        QTimer.singleShot(0, self.refresh_models)
+
+    # ------------------------------------------------------------ layout
+
+    def _build(self) -> None:
+        central = QWidget(self)
+        central.setObjectName("Central")
+        self.setCentralWidget(central)
+        top = QWidget(central)
+        top.setObjectName("TopBar")
+        self.logo = QLabel(top)
+        self.logo.setPixmap(theme.app_icon().pixmap(24, 24))
+        title = QLabel("Lookahead", top)
+        title.setObjectName("AppTitle")
+        self.subtitle = QLabel("", top)
+        self.subtitle.setObjectName("AppSubtitle")
+        self.new_chat_button = QPushButton("New chat", top)
+        self.new_chat_button.setToolTip("Clear every pane and start over (Ctrl+N)")
+        self.new_chat_button.clicked.connect(self.new_chat)
+        self.add_pane_button = QPushButton("Add pane", top)
+        self.add_pane_button.setToolTip("Compare another model or setting side by side")
+        self.add_pane_button.clicked.connect(lambda: self.add_pane())
+        self.theme_button = IconButton("moon", "Switch between light and dark", top, 18)
+        self.theme_button.clicked.connect(self.toggle_theme)
+        for b in (self.new_chat_button, self.add_pane_button):
+            b.setIconSize(QSize(16, 16))
+            b.setCursor(Qt.CursorShape.PointingHandCursor)
+        tl = QHBoxLayout(top)
+        tl.setContentsMargins(16, 8, 12, 8)
+        tl.setSpacing(8)
+        tl.addWidget(self.logo)
+        tl.addWidget(title)
+        tl.addSpacing(6)
+        tl.addWidget(self.subtitle)
+        tl.addStretch(1)
+        tl.addWidget(self.new_chat_button)
+        tl.addWidget(self.add_pane_button)
+        tl.addWidget(self.theme_button)
+
+        self.stack = QStackedWidget(central)
+        self.setup = FirstRunPage(self.stack)
+        chat = QWidget(self.stack)
+        self.splitter = QSplitter(Qt.Orientation.Horizontal, chat)
+        self.splitter.setHandleWidth(10)
+        self.splitter.setChildrenCollapsible(False)
+        self.prompt = PromptBox(chat)
+        self.prompt.sig_send.connect(self._on_prompt_send)
+        self.prompt.sig_stop.connect(self.stop_all)
+        cl = QVBoxLayout(chat)
+        cl.setContentsMargins(12, 12, 12, 12)
+        cl.setSpacing(10)
+        cl.addWidget(self.splitter, 1)
+        cl.addWidget(self.prompt)
+        self.stack.addWidget(self.setup)
+        self.stack.addWidget(chat)
+        self.chat_page = chat
+
+        layout = QVBoxLayout(central)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        layout.addWidget(top)
+        layout.addWidget(self.stack, 1)
+        self.statusBar().setSizeGripEnabled(False)
+        self.engine_label = QLabel("Engine idle", self)
+        self.engine_label.setObjectName("Note")
+        self.statusBar().addPermanentWidget(self.engine_label)
+        self.bridge.sig_model_loaded.connect(self._on_bridge_model_loaded)
+        self.bridge.sig_stats.connect(self._on_bridge_stats)
+        QShortcut(QKeySequence("Escape"), self, activated=self.stop_all)
+        QShortcut(QKeySequence("Ctrl+N"), self, activated=self.new_chat)
+        QShortcut(QKeySequence("Ctrl+L"), self, activated=lambda: self.prompt.edit.setFocus())
+
+    # ------------------------------------------------------------ panes
+
+    def add_pane(self) -> ChatPane | None:
+        if len(self.panes) >= MAX_PANES:
+            return None
+        self._pane_numbers += 1
+        pane = ChatPane(self.bridge, f"Pane {self._pane_numbers}", self.splitter)
+        pane.setMinimumWidth(340)
+        pane.set_models(
+            self.catalog.models(), prefer=self.focused.model_id() if self.focused else None
+        )
+        if self.panes:
+            # A new pane starts as a copy of the last one's settings, decoder switched
+            # the other way, so "add pane" immediately sets up a with/without comparison.
+            template = self.panes[-1].controls.settings()
+            pane.controls.set_settings(template)
+            pane.controls.set_decoder_enabled(not template.decoder.enabled)
+        pane.sig_close_requested.connect(lambda p=pane: self.remove_pane(p))
+        pane.sig_activated.connect(lambda p=pane: self.set_focused(p))
+        pane.sig_busy_changed.connect(self._on_pane_busy_changed)
+        pane.sig_suggestion.connect(self.prompt.set_text)
+        self.splitter.addWidget(pane)
+        self.panes.append(pane)
+        self.splitter.setSizes([1000] * len(self.panes))
+        self.set_focused(pane if self.focused is None else self.focused)
+        self._refresh_panes()
+        return pane
+
+    def remove_pane(self, pane: ChatPane) -> None:
+        if len(self.panes) <= 1 or pane not in self.panes:
+            return
+        pane.stop()
+        self.panes.remove(pane)
+        pane.hide()
+        pane.deleteLater()
+        if self.focused is pane:
+            self.focused = None
+            self.set_focused(self.panes[0])
+        self._refresh_panes()
+        self._on_pane_busy_changed()
+
+    def set_focused(self, pane: ChatPane) -> None:
+        self.focused = pane
+        for p in self.panes:
+            p.set_focused(p is pane and len(self.panes) > 1)
+        self._refresh_panes()
+
+    def _refresh_panes(self) -> None:
+        for p in self.panes:
+            p.set_closable(len(self.panes) > 1)
+        self.add_pane_button.setEnabled(len(self.panes) < MAX_PANES)
+        name = ""
+        if self.focused is not None:
+            entry = self.focused.model_entry()
+            name = self.focused.title + (f" ({entry.label})" if entry else "")
+        self.prompt.set_panes(len(self.panes), name)
+
+    def _on_app_focus_changed(self, _old: QWidget | None, new: QWidget | None) -> None:
+        while new is not None:
+            if isinstance(new, ChatPane) and new in self.panes:
+                self.set_focused(new)
+                return
+            new = new.parentWidget()
+
+    # ------------------------------------------------------------ sending
+
+    def send(self, text: str, to_all: bool) -> list[ChatPane]:
+        """Send ``text`` to every pane, or to the focused one. Returns the panes that took it."""
+        targets = self.panes if to_all else [self.focused or self.panes[0]]
+        started = [p for p in targets if p.send(text)]
+        skipped = [p.title for p in targets if p not in started]
+        if skipped:
+            self.statusBar().showMessage(
+                f"{', '.join(skipped)} still answering or has no model; stop it first", 5000
+            )
+        return started
+
+    def _on_prompt_send(self, text: str, to_all: bool) -> None:
+        self.send(text, to_all)
+
+    def stop_all(self) -> None:
+        for p in self.panes:
+            p.stop()
+
+    def new_chat(self) -> None:
+        for p in self.panes:
+            p.clear()
+        self.prompt.edit.setFocus()
+
+    def _on_pane_busy_changed(self, _busy: bool = False) -> None:
+        self.prompt.set_busy(any(p.busy for p in self.panes))
+
+    # ------------------------------------------------------------ models and first run
+
+    def refresh_models(self) -> None:
+        """Rescan the library; with no model, set up the starter one."""
+        models = self.catalog.refresh()
+        for p in self.panes:
+            p.set_models(models)
+        self._refresh_panes()
+        if models:
+            self.stack.setCurrentWidget(self.chat_page)
+            self.subtitle.setText(
+                f"{len(models)} model{'s' if len(models) != 1 else ''} on this computer"
+            )
+            self.prompt.edit.setFocus()
+            if not self.ready:
+                self.ready = True
+                self.sig_ready.emit()
+        else:
+            self.stack.setCurrentWidget(self.setup)
+            self._start_import()
+
+    def _start_import(self) -> None:
+        if self._importer is None:
+            self.setup.show_error("No starter importer is available in this mode.")
+            return
+        self.setup.show_progress("Starting", -1.0)
+        self._importer.start()
+
+    def _on_importer_done(self, path: str) -> None:
+        self.statusBar().showMessage(f"Starter model ready: {path}", 8000)
+        self.refresh_models()
+        if not self.catalog.models():
+            self.setup.show_error(f"The model was imported to {path} but is not in the library.")
+
+    def _on_importer_failed(self, message: str) -> None:
+        self.setup.show_error(message)
+
+    # ------------------------------------------------------------ engine status
+
+    def _on_bridge_model_loaded(self, _rid: str, ev) -> None:
+        self._loaded = f"{ev.model.rsplit('/', 1)[-1]} loaded ({ev.dtype}, {ev.memory_gb:.2f} GB)"
+        self.engine_label.setText(self._loaded)
+
+    def _on_bridge_stats(self, _rid: str, stats) -> None:
+        parts = [p for p in (stats.device, stats.dtype, stats.blas) if p]
+        if stats.peak_memory_gb:
+            parts.append(f"peak {stats.peak_memory_gb:.2f} GB")
+        self.engine_label.setText("Engine: " + "  \u00b7  ".join(parts) if parts else "")
+
+    # ------------------------------------------------------------ theme and closing
+
+    def toggle_theme(self) -> None:
+        app = QApplication.instance()
+        theme.apply_theme(app, "light" if theme.current().dark else "dark")
+
+    def _on_theme_changed(self, pal: theme.Palette) -> None:
+        self.theme_button.set_icon_name("sun" if pal.dark else "moon")
+        self.new_chat_button.setIcon(theme.icon("new-chat", pal.text, 16))
+        self.add_pane_button.setIcon(theme.icon("add-pane", pal.text, 16))
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt override
+        self.stop_all()
+        super().closeEvent(event)

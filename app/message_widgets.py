@@ -1,0 +1,332 @@
+"""The widgets one message is drawn with: prose, code blocks, thinking, footer.
+
+``MessageWidget.update_from`` is called on the GUI thread at most once per bridge
+drain for the message that is streaming; it only touches the parts whose text changed.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QResizeEvent
+from PySide6.QtWidgets import (
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QSizePolicy,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app import theme
+from app.code_highlight import CodeHighlighter
+from app.markdown_blocks import Block, highlighted_html, split_blocks
+from app.markdown_render import marked_markdown_html
+from app.pane_model import Message
+from app.widgets import AutoHeightTextEdit, CopyButton, IconButton, Tag
+
+CURSOR = " \u258d"  # a block cursor after streaming text
+FINISH_LABELS = {
+    "stop": "stop",
+    "length": "length limit",
+    "loop": "loop stopped",
+    "cancelled": "cancelled",
+    "error": "error",
+}
+
+
+def _text_label(parent: QWidget | None = None, name: str = "") -> QLabel:
+    label = QLabel(parent)
+    if name:
+        label.setObjectName(name)
+    label.setWordWrap(True)
+    label.setTextInteractionFlags(
+        Qt.TextInteractionFlag.TextSelectableByMouse | Qt.TextInteractionFlag.LinksAccessibleByMouse
+    )
+    label.setOpenExternalLinks(True)
+    label.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+    return label
+
+
+class CodeBlock(QFrame):
+    """A fenced code block: language, copy button, highlighted monospace text."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("CodeBlock")
+        self._code = ""
+        self._html = ""
+        header = QWidget(self)
+        header.setObjectName("CodeHeader")
+        self.lang = QLabel(header)
+        self.lang.setObjectName("CodeLang")
+        self.copy = CopyButton(lambda: self._code, "Copy code", header)
+        hl = QHBoxLayout(header)
+        hl.setContentsMargins(12, 2, 4, 2)
+        hl.addWidget(self.lang)
+        hl.addStretch(1)
+        hl.addWidget(self.copy)
+        self.text = AutoHeightTextEdit(self)
+        self.text.setObjectName("CodeText")
+        self.text.setFont(theme.mono_font())
+        self.highlighter = CodeHighlighter(self.text.document())
+        theme.manager().sig_changed.connect(self.highlighter.set_palette)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        layout.addWidget(header)
+        layout.addWidget(self.text)
+
+    def set_block(self, block: Block, html: str = "") -> None:
+        self.lang.setText(block.lang or "code")
+        if html:
+            if html != self._html:
+                self._html = html
+                self.text.setHtml(f'<pre style="margin:0">{html}</pre>')
+                self.text.setFont(theme.mono_font())
+        elif block.text != self._code or self._html:
+            self._html = ""
+            self.text.setPlainText(block.text)
+        self._code = block.text
+
+
+class ThinkingBlock(QFrame):
+    """Collapsible thinking text. Open while the model thinks, closed once it answers,
+    unless the user chose otherwise."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("ThinkingBlock")
+        self.user_choice: bool | None = None
+        self.toggle = QToolButton(self)
+        self.toggle.setObjectName("ThinkingToggle")
+        self.toggle.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.toggle.setCursor(Qt.CursorShape.PointingHandCursor)
+        self.toggle.clicked.connect(self._on_toggle_clicked)
+        self.body = _text_label(self, "ThinkingText")
+        self.body.setTextFormat(Qt.TextFormat.PlainText)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(10, 6, 12, 8)
+        layout.setSpacing(4)
+        layout.addWidget(self.toggle)
+        layout.addWidget(self.body)
+        self._expanded = True
+        theme.manager().sig_changed.connect(lambda _p: self._restyle())
+
+    @property
+    def expanded(self) -> bool:
+        return self._expanded
+
+    def set_content(self, text: str, title: str, auto_expanded: bool) -> None:
+        if self.body.text() != text:
+            self.body.setText(text)
+        self.toggle.setText(title)
+        want = auto_expanded if self.user_choice is None else self.user_choice
+        if want != self._expanded or self.toggle.icon().isNull():
+            self._expanded = want
+            self._restyle()
+
+    def _restyle(self) -> None:
+        self.body.setVisible(self._expanded)
+        name = "chevron-down" if self._expanded else "chevron-right"
+        self.toggle.setIcon(theme.icon(name, theme.current().muted, 14))
+
+    def _on_toggle_clicked(self) -> None:
+        self.user_choice = not self._expanded
+        self._expanded = self.user_choice
+        self._restyle()
+
+
+class MessageWidget(QWidget):
+    """One message. User turns are bubbles on the right; replies use the full width."""
+
+    def __init__(self, message: Message, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.message = message
+        self._signature: tuple | None = None
+        self._blocks: list[QWidget] = []
+        self._layout = QVBoxLayout(self)
+        self._layout.setContentsMargins(18, 8, 18, 8)
+        self._layout.setSpacing(8)
+        if message.role == "user":
+            self._build_user()
+        else:
+            self._build_assistant()
+
+    # ------------------------------------------------------------ user
+
+    def _build_user(self) -> None:
+        row = QHBoxLayout()
+        row.addStretch(1)
+        self.bubble = QFrame(self)
+        self.bubble.setObjectName("UserBubble")
+        self.user_text = _text_label(self.bubble)
+        self.user_text.setTextFormat(Qt.TextFormat.PlainText)
+        bl = QVBoxLayout(self.bubble)
+        bl.setContentsMargins(14, 9, 14, 9)
+        bl.addWidget(self.user_text)
+        row.addWidget(self.bubble)
+        self._layout.addLayout(row)
+
+    def _fit_bubble(self) -> None:
+        text = self.user_text.text()
+        fm = self.user_text.fontMetrics()
+        natural = max((fm.horizontalAdvance(line) for line in text.splitlines() or [""]), default=0)
+        limit = max(160, int(self.width() * 0.78) - 28)
+        self.user_text.setFixedWidth(min(natural + 4, limit))
+
+    # ------------------------------------------------------------ assistant
+
+    def _build_assistant(self) -> None:
+        self.thinking = ThinkingBlock(self)
+        self.thinking.hide()
+        self._layout.addWidget(self.thinking)
+        self.body = QVBoxLayout()
+        self.body.setSpacing(10)
+        self._layout.addLayout(self.body)
+        self.status = QLabel(self)
+        self.status.setObjectName("MessageMeta")
+        self._layout.addWidget(self.status)
+        self.error = QFrame(self)
+        self.error.setObjectName("ErrorBox")
+        el = QHBoxLayout(self.error)
+        el.setContentsMargins(10, 8, 10, 8)
+        self.error_icon = IconButton("alert", "Error", self.error, 16, "danger")
+        self.error_text = _text_label(self.error, "ErrorText")
+        self.error_text.setTextFormat(Qt.TextFormat.PlainText)
+        el.addWidget(self.error_icon, 0, Qt.AlignmentFlag.AlignTop)
+        el.addWidget(self.error_text, 1)
+        self.error.hide()
+        self._layout.addWidget(self.error)
+        footer = QHBoxLayout()
+        footer.setSpacing(8)
+        self.tag = Tag("", "", self)
+        self.meta = QLabel(self)
+        self.meta.setObjectName("MessageMeta")
+        self.copy = CopyButton(lambda: self.message.content, "Copy reply", self)
+        footer.addWidget(self.tag)
+        footer.addWidget(self.meta, 1)
+        footer.addWidget(self.copy)
+        self.footer = QWidget(self)
+        self.footer.setLayout(footer)
+        footer.setContentsMargins(0, 0, 0, 0)
+        self.footer.hide()
+        self._layout.addWidget(self.footer)
+
+    def update_from(self, highlight: bool = False, status: str = "") -> None:
+        """Bring the widgets up to date with ``self.message``; cheap when nothing changed."""
+        m = self.message
+        sig = (
+            len(m.content),
+            len(m.reasoning),
+            len(m.tokens),
+            m.finish_reason,
+            m.error,
+            highlight,
+            status,
+            theme.current().name,
+            m.stats.get("generation_tokens"),
+        )
+        if sig == self._signature:
+            return
+        self._signature = sig
+        if m.role == "user":
+            if self.user_text.text() != m.content:
+                self.user_text.setText(m.content)
+                self._fit_bubble()
+            return
+        self._update_thinking(m)
+        self._update_body(m, highlight)
+        self.status.setText(status)
+        self.status.setVisible(bool(status) and m.streaming)
+        self.error.setVisible(bool(m.error))
+        self.error_text.setText(m.error)
+        self._update_footer(m)
+
+    def _update_thinking(self, m: Message) -> None:
+        if not m.reasoning.strip():
+            self.thinking.hide()
+            return
+        n = sum(1 for t in m.tokens if t.channel == "thinking")
+        thinking_now = m.streaming and not m.content
+        title = "Thinking\u2026" if thinking_now else f"Thought for {n} tokens" if n else "Thoughts"
+        self.thinking.set_content(m.reasoning.strip(), title, auto_expanded=thinking_now)
+        self.thinking.show()
+
+    def _update_body(self, m: Message, highlight: bool) -> None:
+        source, flags = m.content, []
+        answer_tokens = [t for t in m.tokens if t.channel == "answer"]
+        if highlight and answer_tokens:
+            source = "".join(t.text for t in answer_tokens)
+            for t in answer_tokens:
+                flags.extend([t.drafted and t.accepted] * len(t.text))
+        blocks = split_blocks(source)
+        pal = theme.current()
+        for i, block in enumerate(blocks):
+            widget = self._blocks[i] if i < len(self._blocks) else None
+            want = CodeBlock if block.kind == "code" else QLabel
+            if widget is None or type(widget) is not want:
+                for extra in self._blocks[i:]:
+                    extra.deleteLater()
+                del self._blocks[i:]
+                widget = CodeBlock(self) if block.kind == "code" else _text_label(self, "Prose")
+                self.body.addWidget(widget)
+                self._blocks.append(widget)
+            last = i == len(blocks) - 1
+            if isinstance(widget, CodeBlock):
+                html = highlighted_html(block.text, flags, block.start, pal.draft) if flags else ""
+                widget.set_block(block, html)
+            else:
+                self._set_prose(widget, block, flags, pal, cursor=last and m.streaming)
+        for extra in self._blocks[len(blocks) :]:
+            extra.deleteLater()
+        del self._blocks[len(blocks) :]
+
+    @staticmethod
+    def _set_prose(label: QLabel, block: Block, flags: list[bool], pal, cursor: bool) -> None:
+        if flags:
+            text = marked_markdown_html(
+                block.text + (CURSOR if cursor else ""), flags, block.start, pal.draft
+            )
+            fmt = Qt.TextFormat.RichText
+        else:
+            text = block.text + (CURSOR if cursor else "")
+            fmt = Qt.TextFormat.MarkdownText
+        if label.textFormat() != fmt:
+            label.setTextFormat(fmt)
+        if label.text() != text:
+            label.setText(text)
+
+    def _update_footer(self, m: Message) -> None:
+        if m.finish_reason is None:
+            self.footer.hide()
+            return
+        self.tag.setText(FINISH_LABELS.get(m.finish_reason, m.finish_reason))
+        self.tag.set_kind(m.finish_reason)
+        self.meta.setText(stats_summary(m.stats, m.model))
+        self.copy.setVisible(bool(m.content))
+        self.footer.show()
+
+    def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 - Qt override
+        super().resizeEvent(event)
+        if self.message.role == "user":
+            self._fit_bubble()
+
+
+def stats_summary(stats: dict, model: str = "") -> str:
+    """One line about a finished reply: tokens, speed, first-token time, acceptance."""
+    parts = []
+    n = stats.get("generation_tokens", 0)
+    if n:
+        parts.append(f"{n} tokens")
+    if tps := stats.get("generation_tps", 0.0):
+        parts.append(f"{tps:.1f} tok/s")
+    if ttft := stats.get("ttft_s", 0.0):
+        parts.append(
+            f"first token {ttft * 1000:.0f} ms" if ttft < 1 else f"first token {ttft:.1f} s"
+        )
+    if stats.get("drafted"):
+        parts.append(f"{stats.get('acceptance_rate', 0.0):.0%} of drafts accepted")
+    if model:
+        parts.append(model.rsplit("/", 1)[-1])
+    return "  \u00b7  ".join(parts)

@@ -1,0 +1,173 @@
+"""A pane's transcript as plain Python data: messages with per-token records.
+
+No Qt here, so the storage layer can save and load it later and tests need no widgets.
+Everything in this module is touched only from the GUI thread.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from engine.events import ChatMessage, Finished, GenerationStats, TokenEvent
+
+FINISH_REASONS = ("stop", "length", "loop", "cancelled", "error")
+
+
+@dataclass
+class TokenRecord:
+    """What the inspector needs about one generated token."""
+
+    index: int
+    id: int
+    text: str
+    logprob: float
+    entropy: float
+    channel: str  # "answer" | "thinking"
+    drafted: bool
+    accepted: bool
+    top: list[tuple[int, str, float]] = field(default_factory=list)
+
+    @classmethod
+    def from_event(cls, ev: TokenEvent) -> TokenRecord:
+        return cls(
+            index=ev.index,
+            id=ev.id,
+            text=ev.text,
+            logprob=ev.logprob,
+            entropy=ev.entropy,
+            channel=ev.channel,
+            drafted=ev.drafted,
+            accepted=ev.accepted,
+            top=[(a.id, a.text, a.prob) for a in ev.top],
+        )
+
+
+@dataclass
+class Message:
+    """One turn. Assistant turns carry their tokens, finish reason, stats and settings."""
+
+    role: str  # system | user | assistant
+    content: str = ""
+    reasoning: str = ""
+    tokens: list[TokenRecord] = field(default_factory=list)
+    model: str = ""
+    finish_reason: str | None = None  # None while streaming
+    error: str = ""
+    stats: dict[str, Any] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+    created: float = field(default_factory=time.time)
+
+    @property
+    def streaming(self) -> bool:
+        return self.role == "assistant" and self.finish_reason is None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Message:
+        data = dict(data)
+        data["tokens"] = [
+            TokenRecord(**{**t, "top": [tuple(a) for a in t.get("top", [])]})
+            for t in data.get("tokens", [])
+        ]
+        return cls(**data)
+
+
+@dataclass
+class PaneTranscript:
+    """The conversation shown in one pane."""
+
+    messages: list[Message] = field(default_factory=list)
+    version: int = 0  # bumped on every change so views can skip redundant repaints
+
+    def _touch(self) -> None:
+        self.version += 1
+
+    @property
+    def last(self) -> Message | None:
+        return self.messages[-1] if self.messages else None
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.messages) and self.messages[-1].streaming
+
+    def add_user(self, text: str) -> Message:
+        msg = Message("user", text)
+        self.messages.append(msg)
+        self._touch()
+        return msg
+
+    def start_assistant(self, model: str, settings: dict[str, Any]) -> Message:
+        msg = Message("assistant", model=model, settings=settings)
+        self.messages.append(msg)
+        self._touch()
+        return msg
+
+    def append_tokens(self, tokens: list[TokenEvent]) -> None:
+        """Add streamed tokens to the reply in progress, split into answer and thinking."""
+        msg = self.last
+        if msg is None or not msg.streaming:
+            return
+        answer: list[str] = []
+        thinking: list[str] = []
+        for ev in tokens:
+            msg.tokens.append(TokenRecord.from_event(ev))
+            (thinking if ev.channel == "thinking" else answer).append(ev.text)
+        msg.content += "".join(answer)
+        msg.reasoning += "".join(thinking)
+        self._touch()
+
+    def update_stats(self, stats: GenerationStats) -> None:
+        msg = self.last
+        if msg is not None and msg.role == "assistant":
+            msg.stats = asdict(stats)
+            self._touch()
+
+    def finish(self, ev: Finished) -> None:
+        """Close the reply; the engine's final text wins over what was streamed."""
+        msg = self.last
+        if msg is None or not msg.streaming:
+            return
+        if ev.text or not msg.content:
+            msg.content = ev.text
+        if ev.reasoning or not msg.reasoning:
+            msg.reasoning = ev.reasoning
+        msg.finish_reason = ev.reason if ev.reason in FINISH_REASONS else "stop"
+        msg.stats = asdict(ev.stats)
+        self._touch()
+
+    def fail(self, message: str) -> None:
+        msg = self.last
+        if msg is None or not msg.streaming:
+            msg = Message("assistant")
+            self.messages.append(msg)
+        msg.finish_reason = "error"
+        msg.error = message
+        self._touch()
+
+    def clear(self) -> None:
+        self.messages.clear()
+        self._touch()
+
+    def chat_messages(self, system_prompt: str = "") -> tuple[ChatMessage, ...]:
+        """The conversation to send: failed replies are left out, the system prompt leads."""
+        out: list[ChatMessage] = []
+        if system_prompt.strip():
+            out.append(ChatMessage("system", system_prompt.strip()))
+        for m in self.messages:
+            if m.role == "assistant" and (m.finish_reason == "error" or m.streaming):
+                continue
+            if m.role == "assistant" and not m.content and not m.reasoning:
+                continue
+            out.append(ChatMessage(m.role, m.content, m.reasoning))
+        return tuple(out)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"messages": [m.to_dict() for m in self.messages]}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PaneTranscript:
+        return cls([Message.from_dict(m) for m in data.get("messages", [])])

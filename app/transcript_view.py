@@ -1,0 +1,137 @@
+"""The scrolling transcript of one pane, drawn from a PaneTranscript.
+
+``sync`` is called on the GUI thread (at most once per bridge drain); it creates
+widgets for new messages and updates only the one that is streaming. The view sticks
+to the bottom while the user has not scrolled up.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QFrame,
+    QLabel,
+    QPushButton,
+    QScrollArea,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.message_widgets import MessageWidget
+from app.pane_model import Message, PaneTranscript
+
+SUGGESTIONS = (
+    "Write a Python function that checks whether a string is a palindrome.",
+    "Explain speculative decoding in three sentences.",
+    "Give me five names for a friendly robot, as a list.",
+)
+
+
+class EmptyState(QWidget):
+    """What a new pane shows: a title and prompts to start from."""
+
+    sig_suggestion = Signal(str)
+    """A suggested prompt was clicked."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(28, 24, 28, 24)
+        layout.setSpacing(8)
+        layout.addStretch(2)
+        self.title = QLabel("Start a conversation", self)
+        self.title.setObjectName("EmptyTitle")
+        self.text = QLabel(self)
+        self.text.setObjectName("EmptyText")
+        self.text.setWordWrap(True)
+        layout.addWidget(self.title, 0, Qt.AlignmentFlag.AlignHCenter)
+        layout.addWidget(self.text, 0, Qt.AlignmentFlag.AlignHCenter)
+        layout.addSpacing(12)
+        for prompt in SUGGESTIONS:
+            button = QPushButton(prompt, self)
+            button.setObjectName("Suggestion")
+            button.setCursor(Qt.CursorShape.PointingHandCursor)
+            button.clicked.connect(lambda _=False, p=prompt: self.sig_suggestion.emit(p))
+            layout.addWidget(button)
+        layout.addStretch(3)
+        self.set_model("")
+
+    def set_model(self, model: str) -> None:
+        key = "\u2318\u21a9" if sys.platform == "darwin" else "Ctrl+Enter"
+        who = f"<b>{model}</b> is ready. " if model else ""
+        self.text.setText(
+            f"{who}Type below and press Enter; {key} sends to every pane to compare them."
+        )
+        self.text.setAlignment(Qt.AlignmentFlag.AlignHCenter)
+
+
+class TranscriptView(QScrollArea):
+    """A pane's messages, or the empty state when there are none."""
+
+    sig_suggestion = Signal(str)
+    """A suggested prompt in the empty state was clicked."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("Transcript")
+        self.setWidgetResizable(True)
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.body = QWidget()
+        self.body.setObjectName("TranscriptBody")
+        self._layout = QVBoxLayout(self.body)
+        self._layout.setContentsMargins(0, 12, 0, 12)
+        self._layout.setSpacing(6)
+        self.empty = EmptyState(self.body)
+        self.empty.sig_suggestion.connect(self.sig_suggestion)
+        self._layout.addWidget(self.empty)
+        self._layout.addStretch(1)
+        self.setWidget(self.body)
+        self._widgets: list[MessageWidget] = []
+        self._stick = True
+        bar = self.verticalScrollBar()
+        bar.valueChanged.connect(self._on_scrollbar_moved)
+        bar.rangeChanged.connect(self._on_scrollbar_range)
+
+    @property
+    def message_widgets(self) -> list[MessageWidget]:
+        return list(self._widgets)
+
+    def sync(self, transcript: PaneTranscript, highlight: bool = False, status: str = "") -> None:
+        """Match the widgets to ``transcript``; only changed messages repaint."""
+        messages = transcript.messages
+        # A cleared or replaced transcript: start over.
+        if len(self._widgets) > len(messages) or any(
+            w.message is not m for w, m in zip(self._widgets, messages, strict=False)
+        ):
+            for w in self._widgets:
+                w.deleteLater()
+            self._widgets.clear()
+            self._stick = True
+        for m in messages[len(self._widgets) :]:
+            self._add(m)
+        for i, w in enumerate(self._widgets):
+            is_last = i == len(self._widgets) - 1
+            w.update_from(highlight, status if is_last else "")
+        self.empty.setVisible(not messages)
+
+    def _add(self, message: Message) -> None:
+        widget = MessageWidget(message, self.body)
+        self._layout.insertWidget(self._layout.count() - 1, widget)
+        self._widgets.append(widget)
+        if message.role == "user":
+            self._stick = True  # sending a prompt always brings the reply into view
+
+    def scroll_to_bottom(self) -> None:
+        bar = self.verticalScrollBar()
+        bar.setValue(bar.maximum())
+
+    def _on_scrollbar_moved(self, value: int) -> None:
+        bar = self.verticalScrollBar()
+        self._stick = value >= bar.maximum() - 24
+
+    def _on_scrollbar_range(self, _low: int, high: int) -> None:
+        if self._stick:
+            self.verticalScrollBar().setValue(high)
