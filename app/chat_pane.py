@@ -132,7 +132,11 @@ class ChatPane(QFrame):
         outer.addLayout(row, 1)
         for w in (self, self.view.viewport(), self.header, self.metrics):
             w.installEventFilter(self)
-        theme.manager().sig_changed.connect(lambda _p: self._refresh_header())
+        theme.manager().sig_changed.connect(self._on_theme_changed)
+
+    def _on_theme_changed(self, _pal: theme.Palette) -> None:
+        # A bound method, so Qt drops the connection when this widget is deleted.
+        self._refresh_header()
 
     def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt override
         if event.type() == QEvent.Type.MouseButtonPress:

@@ -206,7 +206,8 @@ class FakeEngineService:
 
     def _generate(self, cmd: Generate) -> None:
         rid = cmd.request_id
-        prompt_text = " ".join(m.content for m in cmd.messages) + (cmd.prompt or "")
+        # Scripted behaviour follows the newest message only.
+        prompt_text = (cmd.messages[-1].content if cmd.messages else "") + (cmd.prompt or "")
         if "/fail" in prompt_text:
             self._emit(Failed(rid, "scripted failure: the prompt asked for one"))
             return

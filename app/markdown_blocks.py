@@ -55,6 +55,25 @@ def _add_prose(blocks: list[Block], source: str, start: int, end: int) -> None:
         blocks.append(Block("prose", text.strip("\n"), start + lead))
 
 
+def hard_breaks(text: str, marks: list[bool] | None = None) -> tuple[str, list[bool]]:
+    """Make single newlines line breaks, as chat replies mean them (poems, addresses).
+
+    Markdown would join such lines into one paragraph. ``marks`` (one per character)
+    are carried along so highlights stay on their characters.
+    """
+    marks = list(marks) if marks is not None else [False] * len(text)
+    out: list[str] = []
+    out_marks: list[bool] = []
+    for i, ch in enumerate(text):
+        inner = 0 < i < len(text) - 1 and text[i - 1] != "\n" and text[i + 1] != "\n"
+        if ch == "\n" and inner and text[max(0, i - 2) : i] != "  ":
+            out.append("  ")
+            out_marks.extend([False, False])
+        out.append(ch)
+        out_marks.append(marks[i] if i < len(marks) else False)
+    return "".join(out), out_marks
+
+
 def highlighted_html(text: str, flags: list[bool], start: int, colour: str) -> str:
     """``text`` as HTML, with characters whose flag is set on a ``colour`` background.
 

@@ -12,25 +12,25 @@ from PySide6.QtGui import QColor, QTextCharFormat, QTextCursor, QTextDocument
 LOOKAHEAD = 12  # how far ahead in the source a rendered character may be found
 
 
-def marked_markdown_html(text: str, flags: list[bool], start: int, colour: str) -> str:
-    """HTML for markdown ``text`` with characters whose flag is set on ``colour``.
+def marked_markdown_html(text: str, marks: list[bool], colour: str) -> str:
+    """HTML for markdown ``text`` with characters whose mark is set on ``colour``.
 
-    ``flags[i]`` belongs to source character ``i``; ``text`` begins at ``start``.
+    ``marks[i]`` belongs to ``text[i]``.
     """
     doc = QTextDocument()
     doc.setMarkdown(text, QTextDocument.MarkdownFeature.MarkdownDialectGitHub)
     rendered = doc.toPlainText()
-    marks = _align(text, rendered, flags, start)
+    shown = _align(text, rendered, marks)
     fmt = QTextCharFormat()
     fmt.setBackground(QColor(_qcolor(colour)))
     cursor = QTextCursor(doc)
     i = 0
-    while i < len(marks):
-        if not marks[i]:
+    while i < len(shown):
+        if not shown[i]:
             i += 1
             continue
         j = i
-        while j < len(marks) and marks[j]:
+        while j < len(shown) and shown[j]:
             j += 1
         cursor.setPosition(i)
         cursor.setPosition(j, QTextCursor.MoveMode.KeepAnchor)
@@ -39,8 +39,8 @@ def marked_markdown_html(text: str, flags: list[bool], start: int, colour: str) 
     return doc.toHtml()
 
 
-def _align(source: str, rendered: str, flags: list[bool], start: int) -> list[bool]:
-    marks: list[bool] = []
+def _align(source: str, rendered: str, marks: list[bool]) -> list[bool]:
+    shown: list[bool] = []
     j = 0
     for ch in rendered:
         k = j
@@ -48,12 +48,11 @@ def _align(source: str, rendered: str, flags: list[bool], start: int) -> list[bo
         while k < limit and source[k] != ch and not (ch == "\n" and source[k] in "\r\n"):
             k += 1
         if k < limit:
-            pos = start + k
-            marks.append(ch != "\n" and pos < len(flags) and flags[pos])
+            shown.append(ch != "\n" and k < len(marks) and marks[k])
             j = k + 1
         else:
-            marks.append(False)  # a character markdown added (e.g. a list number)
-    return marks
+            shown.append(False)  # a character markdown added (e.g. a list number)
+    return shown
 
 
 def _qcolor(css: str) -> QColor:

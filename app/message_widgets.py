@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (
 
 from app import theme
 from app.code_highlight import CodeHighlighter
-from app.markdown_blocks import Block, highlighted_html, split_blocks
+from app.markdown_blocks import Block, hard_breaks, highlighted_html, split_blocks
 from app.markdown_render import marked_markdown_html
 from app.pane_model import Message
 from app.widgets import AutoHeightTextEdit, CopyButton, IconButton, Tag
@@ -111,7 +111,11 @@ class ThinkingBlock(QFrame):
         layout.addWidget(self.toggle)
         layout.addWidget(self.body)
         self._expanded = True
-        theme.manager().sig_changed.connect(lambda _p: self._restyle())
+        theme.manager().sig_changed.connect(self._on_theme_changed)
+
+    def _on_theme_changed(self, _pal: theme.Palette) -> None:
+        # A bound method, so Qt drops the connection when this widget is deleted.
+        self._restyle()
 
     @property
     def expanded(self) -> bool:
@@ -284,13 +288,16 @@ class MessageWidget(QWidget):
 
     @staticmethod
     def _set_prose(label: QLabel, block: Block, flags: list[bool], pal, cursor: bool) -> None:
+        source = block.text + (CURSOR if cursor else "")
         if flags:
-            text = marked_markdown_html(
-                block.text + (CURSOR if cursor else ""), flags, block.start, pal.draft
-            )
+            marks = [
+                flags[block.start + i] if block.start + i < len(flags) else False
+                for i in range(len(source))
+            ]
+            text = marked_markdown_html(*hard_breaks(source, marks), pal.draft)
             fmt = Qt.TextFormat.RichText
         else:
-            text = block.text + (CURSOR if cursor else "")
+            text = hard_breaks(source)[0]
             fmt = Qt.TextFormat.MarkdownText
         if label.textFormat() != fmt:
             label.setTextFormat(fmt)

@@ -112,7 +112,11 @@ class PromptBox(QFrame):
         self._pane_count = 1
         self._focused_name = ""
         self.edit.textChanged.connect(self._refresh)
-        theme.manager().sig_changed.connect(lambda _p: self._refresh())
+        theme.manager().sig_changed.connect(self._on_theme_changed)
+        self._refresh()
+
+    def _on_theme_changed(self, _pal: theme.Palette) -> None:
+        # A bound method, so Qt drops the connection when this widget is deleted.
         self._refresh()
 
     def eventFilter(self, obj, event) -> bool:  # noqa: N802 - Qt override

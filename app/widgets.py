@@ -67,7 +67,10 @@ class CopyButton(IconButton):
     def _on_self_clicked(self) -> None:
         QGuiApplication.clipboard().setText(self._get_text())
         self.set_icon_name("check")
-        QTimer.singleShot(1200, lambda: self.set_icon_name("copy"))
+        QTimer.singleShot(1200, self._on_timer_restore)
+
+    def _on_timer_restore(self) -> None:
+        self.set_icon_name("copy")
 
 
 class AutoHeightTextEdit(QTextEdit):

@@ -1,0 +1,55 @@
+"""Fixtures for widget tests: offscreen Qt, a throwaway home, the fake engine."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+# Before Qt starts: no display needed, and no test touches a real home directory.
+os.environ["QT_QPA_PLATFORM"] = "offscreen"
+os.environ.setdefault("LOOKAHEAD_HOME", tempfile.mkdtemp(prefix="lookahead-app-tests-"))
+
+import pytest  # noqa: E402
+
+from app.qt_compat import guard_singleton_refcounts  # noqa: E402
+
+guard_singleton_refcounts()
+
+
+@pytest.fixture(autouse=True)
+def _home(tmp_path, monkeypatch):
+    monkeypatch.setenv("LOOKAHEAD_HOME", str(tmp_path / "home"))
+
+
+@pytest.fixture
+def themed(qapp):
+    """The app with the dark theme applied (fonts, palette, stylesheet)."""
+    from app import theme
+
+    theme.apply_theme(qapp, "dark")
+    return qapp
+
+
+@pytest.fixture
+def fake_service():
+    from app.fake_engine import FakeEngineService
+
+    service = FakeEngineService(tokens_per_second=400, load_seconds=0.05).start()
+    yield service
+    service.close()
+
+
+@pytest.fixture
+def bridge(themed, fake_service):
+    from app.bridge import EngineBridge
+
+    b = EngineBridge(fake_service)
+    yield b
+    b.close()
+
+
+@pytest.fixture
+def catalog():
+    from app.fake_engine import fake_catalog
+
+    return fake_catalog()
