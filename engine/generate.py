@@ -201,7 +201,7 @@ class Generation:
         first = int(token.item())
         if self.drafter is not None:
             self.drafter.begin(list(self.prompt.token_ids), hidden, self.counters.cached)
-        reason = self._push(first, *self._row(arrays, 0))
+        reason = self._push(first, *self._rows(arrays)[0])
         last = first
         while reason is None:
             if self.cancel.is_set():
@@ -214,14 +214,14 @@ class Generation:
         return reason
 
     @staticmethod
-    def _row(arrays, i: int):
-        chosen_lp, top_ids, top_lps, ent = arrays
-        return (
-            float(chosen_lp[i].item()),
-            top_ids[i].tolist(),
-            top_lps[i].tolist(),
-            float(ent[i].item()),
-        )
+    def _rows(arrays) -> list[tuple]:
+        """Per-row (logprob, top ids, top logprobs, entropy) as Python values.
+
+        Whole arrays are converted: indexing a lazy array would queue a new op
+        behind the next step already running on the stream, and wait for it.
+        """
+        chosen_lp, top_ids, top_lps, ent = (a.tolist() for a in arrays)
+        return list(zip(chosen_lp, top_ids, top_lps, ent, strict=True))
 
     # ------------------------------------------------------------ plain decoding
 
@@ -253,7 +253,7 @@ class Generation:
             value = int(token.item())
             if ahead:
                 self.cache_tokens.append(value)
-            reason = self._push(value, *self._row(arrays, 0))
+            reason = self._push(value, *self._rows(arrays)[0])
             if reason is None and self.cancel.is_set():
                 reason = "cancelled"
             if reason is not None:
@@ -300,9 +300,10 @@ class Generation:
                 if i < accepted:
                     c.position_accepted[i] += 1
         reason = None
+        rows = self._rows(arrays)
         for i, tok in enumerate(drafts[:accepted] + [bonus]):
             is_draft = i < accepted
-            reason = self._push(tok, *self._row(arrays, i), drafted=is_draft, accepted=is_draft)
+            reason = self._push(tok, *rows[i], drafted=is_draft, accepted=is_draft)
             if reason is not None:
                 break
         if reason is None:
