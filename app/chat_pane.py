@@ -109,6 +109,7 @@ class ChatPane(QFrame):
         self.view = TranscriptView(self)
         self.view.sig_suggestion.connect(self.sig_suggestion)
         self.metrics = MetricsStrip(self)
+        self.metrics.hide()  # shown from the first generation on; empty plots say nothing
         self.controls = InferenceControls(self)
         self.controls.setFixedWidth(292)
         self.controls.hide()
@@ -222,6 +223,7 @@ class ChatPane(QFrame):
         self.request_id = rid
         self._status = "Waiting for the engine\u2026"
         self.metrics.reset(drafting=settings.decoder.enabled)
+        self.metrics.show()
         self.bridge.submit(command)
         self._sync_view()
         self.sig_busy_changed.emit(True)
@@ -240,6 +242,7 @@ class ChatPane(QFrame):
         self._end_request()
         self.transcript.clear()
         self.metrics.reset(drafting=self.controls.settings().decoder.enabled)
+        self.metrics.hide()
         self._sync_view()
 
     def _end_request(self) -> None:

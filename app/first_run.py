@@ -97,10 +97,12 @@ class FirstRunPage(QWidget):
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         card = QFrame(self)
+        self.card = card
         card.setObjectName("SetupCard")
         card.setFixedWidth(460)
         self.icon = QLabel(card)
         self.icon.setPixmap(theme.app_icon().pixmap(56, 56))
+        self.icon.setFixedSize(56, 56)
         self.title = QLabel("Setting up your first model", card)
         self.title.setObjectName("EmptyTitle")
         self.text = QLabel(
@@ -120,6 +122,11 @@ class FirstRunPage(QWidget):
         self.error.setWordWrap(True)
         self.error.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.error.hide()
+        self.hint = QLabel(card)
+        self.hint.setObjectName("Note")
+        self.hint.setWordWrap(True)
+        self.hint.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.hint.hide()
         self.retry = QPushButton("Try again", card)
         self.retry.setObjectName("PrimaryButton")
         self.retry.clicked.connect(self._on_retry_clicked)
@@ -130,7 +137,7 @@ class FirstRunPage(QWidget):
         for w in (self.icon, self.title, self.text):
             layout.addWidget(w)
         layout.addSpacing(8)
-        for w in (self.bar, self.stage, self.error):
+        for w in (self.bar, self.stage, self.error, self.hint):
             layout.addWidget(w)
         layout.addWidget(self.retry, 0, Qt.AlignmentFlag.AlignLeft)
         outer = QVBoxLayout(self)
@@ -139,9 +146,11 @@ class FirstRunPage(QWidget):
         outer.addStretch(2)
 
     def show_progress(self, stage: str, fraction: float) -> None:
-        self.error.hide()
-        self.retry.hide()
+        self.title.setText("Setting up your first model")
+        for w in (self.error, self.hint, self.retry):
+            w.hide()
         self.bar.show()
+        self.stage.show()
         if fraction < 0:
             self.bar.setRange(0, 0)  # busy indicator while the amount is unknown
         else:
@@ -149,15 +158,24 @@ class FirstRunPage(QWidget):
             self.bar.setValue(int(fraction * 1000))
         pct = f" \u00b7 {fraction:.0%}" if fraction >= 0 else ""
         self.stage.setText(f"{stage or 'Working'}{pct}")
+        self._fit_card()
 
     def show_error(self, message: str) -> None:
+        self.title.setText("The starter model could not be set up")
         self.bar.hide()
-        self.stage.setText(
-            f"You can also put a model folder (config.json + weights) in {paths.models_dir()}."
+        self.stage.hide()
+        self.error.setText(message)
+        self.hint.setText(
+            "Try again, or put a model folder (config.json and weights) in "
+            f"{paths.models_dir()} and try again."
         )
-        self.error.setText(f"The starter model could not be set up. {message}")
-        self.error.show()
-        self.retry.show()
+        for w in (self.error, self.hint, self.retry):
+            w.show()
+        self._fit_card()
+
+    def _fit_card(self) -> None:
+        # Wrapped labels need the height they ask for at the card's fixed width.
+        self.card.setMinimumHeight(self.card.layout().heightForWidth(self.card.width()))
 
     def _on_retry_clicked(self) -> None:
         self.show_progress("Starting", -1.0)

@@ -45,6 +45,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def _headless() -> bool:
+    return sys.platform.startswith("linux") and not (
+        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    )
+
+
 def _make_engine(args: argparse.Namespace):
     """The engine service, catalog and starter importer for these options."""
     if args.fake_engine:
@@ -64,6 +70,8 @@ def run_app(argv: list[str]) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     guard_singleton_refcounts()
+    if args.screenshot and _headless():
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # a screenshot needs no screen
     app = QApplication.instance() or QApplication([sys.argv[0]])
     app.setApplicationName("Lookahead")
     app.setOrganizationName("Lookahead")

@@ -236,6 +236,9 @@ class MainWindow(QMainWindow):
         for p in self.panes:
             p.set_models(models)
         self._refresh_panes()
+        # Chat actions only make sense once there is a model to chat with.
+        for b in (self.new_chat_button, self.add_pane_button):
+            b.setVisible(bool(models))
         if models:
             self.stack.setCurrentWidget(self.chat_page)
             self.subtitle.setText(

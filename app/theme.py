@@ -172,11 +172,28 @@ def apply_theme(app: QApplication, name: str) -> Palette:
     app.setFont(font)
     app.setPalette(_qpalette(pal))
     qss = Template(resource_path("styles", "base.qss").read_text())
-    app.setStyleSheet(qss.substitute(asdict(pal), mono=mono_font_family()))
+    app.setStyleSheet(
+        qss.substitute(
+            asdict(pal), mono=mono_font_family(), chevron=_tinted_svg("chevron-down", pal.muted)
+        )
+    )
     _icon_cache.clear()
     manager().palette = pal
     manager().sig_changed.emit(pal)
     return pal
+
+
+def _tinted_svg(name: str, colour: str) -> str:
+    """A copy of an icon in ``colour`` on disk, for stylesheet ``url()``s (combo arrows)."""
+    from engine import paths
+
+    folder = paths.cache_dir() / "icons"
+    folder.mkdir(parents=True, exist_ok=True)
+    out = folder / f"{name}-{colour.lstrip('#')}.svg"
+    if not out.exists():
+        svg = resource_path("icons", f"{name}.svg").read_text().replace("currentColor", colour)
+        out.write_text(svg)
+    return out.as_posix()
 
 
 def _qpalette(p: Palette) -> QPalette:
@@ -228,7 +245,23 @@ def icon(name: str, colour: str | None = None, size: int = 20) -> QIcon:
 
 
 def app_icon() -> QIcon:
-    return QIcon(str(resource_path("icons", "app-icon.svg")))
+    """The app's icon, rendered from SVG at the sizes window managers ask for."""
+    if "app-icon" not in _icon_cache_app:
+        renderer = QSvgRenderer(str(resource_path("icons", "app-icon.svg")))
+        result = QIcon()
+        for size in (16, 24, 32, 48, 64, 128, 256):
+            pm = QPixmap(size, size)
+            pm.fill(Qt.GlobalColor.transparent)
+            painter = QPainter(pm)
+            painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+            renderer.render(painter)
+            painter.end()
+            result.addPixmap(pm)
+        _icon_cache_app["app-icon"] = result
+    return _icon_cache_app["app-icon"]
+
+
+_icon_cache_app: dict[str, QIcon] = {}
 
 
 def set_property(widget, name: str, value) -> None:

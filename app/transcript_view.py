@@ -7,8 +7,6 @@ to the bottom while the user has not scrolled up.
 
 from __future__ import annotations
 
-import sys
-
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QFrame,
@@ -46,24 +44,23 @@ class EmptyState(QWidget):
         self.text = QLabel(self)
         self.text.setObjectName("EmptyText")
         self.text.setWordWrap(True)
-        layout.addWidget(self.title, 0, Qt.AlignmentFlag.AlignHCenter)
-        layout.addWidget(self.text, 0, Qt.AlignmentFlag.AlignHCenter)
+        self.title.setAlignment(Qt.AlignmentFlag.AlignHCenter)
+        layout.addWidget(self.title)
+        layout.addWidget(self.text)
         layout.addSpacing(12)
         for prompt in SUGGESTIONS:
             button = QPushButton(prompt, self)
             button.setObjectName("Suggestion")
             button.setCursor(Qt.CursorShape.PointingHandCursor)
+            button.setMaximumWidth(560)
             button.clicked.connect(lambda _=False, p=prompt: self.sig_suggestion.emit(p))
-            layout.addWidget(button)
+            layout.addWidget(button, 0, Qt.AlignmentFlag.AlignHCenter)
         layout.addStretch(3)
         self.set_model("")
 
     def set_model(self, model: str) -> None:
-        key = "\u2318\u21a9" if sys.platform == "darwin" else "Ctrl+Enter"
-        who = f"<b>{model}</b> is ready. " if model else ""
-        self.text.setText(
-            f"{who}Type below and press Enter; {key} sends to every pane to compare them."
-        )
+        who = f"<b>{model}</b> is ready." if model else "Pick a model above."
+        self.text.setText(f"{who} Ask anything below, or start from one of these.")
         self.text.setAlignment(Qt.AlignmentFlag.AlignHCenter)
 
 
@@ -89,6 +86,9 @@ class TranscriptView(QScrollArea):
         self._layout.addWidget(self.empty)
         self._layout.addStretch(1)
         self.setWidget(self.body)
+        # Let the pane's rounded background show through.
+        self.viewport().setAutoFillBackground(False)
+        self.body.setAutoFillBackground(False)
         self._widgets: list[MessageWidget] = []
         self._stick = True
         bar = self.verticalScrollBar()
