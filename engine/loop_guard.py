@@ -1,8 +1,9 @@
 """Detect a generation stuck repeating itself ("max loop count").
 
 A loop is the same span of tokens repeated ``count`` times in a row at the end of
-the output. Spans shorter than ``min_chars`` of text are ignored, so "------" or a
-run of spaces in code is not a loop.
+the output. The repeated text must add up to ``min_chars`` characters, so a short
+run like "------" or indentation in code is not a loop, while a long run of a short
+span still is (it repeats as a longer span too).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ class LoopGuard:
         count: int,
         text_of: Callable[[list[int]], str],
         max_period: int = 256,
-        min_chars: int = 8,
+        min_chars: int = 24,
     ):
         self.count = count
         self.text_of = text_of
@@ -38,6 +39,6 @@ class LoopGuard:
                 continue
             span = tokens[n - p :]
             repeated = tokens[n - p * self.count :] == span * self.count
-            if repeated and len(self.text_of(span)) >= self.min_chars:
+            if repeated and len(self.text_of(span)) * self.count >= self.min_chars:
                 return True
         return False

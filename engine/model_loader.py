@@ -157,7 +157,7 @@ def load_model(
         progress("converting", 0.7)
         convert_dtype(model, dtype)
     else:
-        dtype = _weight_dtype(model)
+        dtype = _weight_dtype(model, config)
     progress("ready", 1.0)
     return LoadedModel(
         name=name,
@@ -172,7 +172,11 @@ def load_model(
     )
 
 
-def _weight_dtype(model: nn.Module) -> str:
+def _weight_dtype(model: nn.Module, config: dict) -> str:
+    """What the weights are stored as: the checkpoint's quantization, or a dtype."""
+    quantization = config.get("quantization")
+    if isinstance(quantization, dict) and "bits" in quantization:
+        return f"q{quantization['bits']}"
     for name, p in tree_flatten(model.parameters()):
         if name.endswith("weight"):
             if p.dtype == mx.uint32:
