@@ -100,7 +100,10 @@ def test_stop_string_cuts_text(service, tiny):
     stop = full.text[5:8]
     assert stop
     final, _ = run(
-        service, tiny, "st1", sampling=SamplingSettings(max_tokens=24, stop=(stop,), max_loop_count=0)
+        service,
+        tiny,
+        "st1",
+        sampling=SamplingSettings(max_tokens=24, stop=(stop,), max_loop_count=0),
     )
     assert final.reason == "stop"
     assert final.text == full.text[: full.text.index(stop)]
@@ -140,7 +143,12 @@ def test_cancel_stops_a_running_generation(service, tiny):
     unsub = service.subscribe(on_event)
     try:
         it = service.stream(
-            Generate(rid, tiny, prompt="go", sampling=SamplingSettings(max_tokens=100_000, max_loop_count=0))
+            Generate(
+                rid,
+                tiny,
+                prompt="go",
+                sampling=SamplingSettings(max_tokens=100_000, max_loop_count=0),
+            )
         )
         events = []
         for ev in it:
