@@ -1,19 +1,26 @@
 """The local model library: imported models, trained decoders and the HF cache.
 
 ``resolve_model`` turns what a user typed (a path, a local name, a hub repo id) into
-a model folder on disk.
+a model folder on disk. ``local_models`` lists only models that are ready: a download
+in progress, interrupted or corrupted never appears here (see engine.hub.cache and
+engine.hub.state). Decoders (MTP heads, drafters) are listed too, flagged, and
+``decoder_matches`` pairs them with the chat models they can speed up.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from engine import paths
-from engine.errors import ModelNotFound
+from engine.compat import Pairing, carries_mtp, check_pairing, decoder_info, weights_dtype
+from engine.errors import EngineError, ModelNotFound
+from engine.hub import cache
+from engine.hub.describe import quantization
 
-WEIGHT_SUFFIXES = (".safetensors", ".npz", ".gguf")
+WEIGHT_SUFFIXES = cache.WEIGHT_SUFFIXES
 
 
 @dataclass(frozen=True)
@@ -23,6 +30,27 @@ class LocalModel:
     source: str  # "imported" | "hub" | "path" | "bundled"
     model_type: str
     is_decoder: bool  # an MTP head / drafter repo rather than a chat model
+    size_bytes: int = 0  # on disk; for hub repos all revisions (what `rm` frees)
+    decoder_format: str = ""  # decoders: "mlx-vlm" | "nextn" | "sidecar" | "lookahead" | ...
+    decoder_kind: str = ""  # decoders: "mtp" or "draft" (assistant drafters)
+    decoder_family: str = ""  # decoders: the model_type of the targets they are made for
+    mtp: str = ""  # chat models: "weights" (carries MTP), "declared" (config only) or ""
+    quantization: str = ""  # "4-bit", "bf16", ... when the config or name says
+    revision: str = ""  # hub models: the snapshot's commit
+
+
+@dataclass(frozen=True)
+class DecoderMatch:
+    decoder: LocalModel
+    target: LocalModel
+    pairing: Pairing
+
+
+@dataclass(frozen=True)
+class Removed:
+    id: str
+    path: Path  # the folder that was deleted
+    freed_bytes: int
 
 
 def read_config(path: Path) -> dict:
@@ -41,14 +69,31 @@ def is_model_dir(path: Path) -> bool:
     )
 
 
-def _describe(model_id: str, path: Path, source: str) -> LocalModel | None:
+def _describe(
+    model_id: str, path: Path, source: str, size: int, revision: str = ""
+) -> LocalModel | None:
     try:
         cfg = read_config(path)
     except ModelNotFound:
         return None
+    if not isinstance(cfg, dict):
+        return None
     model_type = str(cfg.get("model_type", "unknown"))
-    is_decoder = model_type.endswith("_mtp") or "lookahead_decoder" in cfg
-    return LocalModel(model_id, path, source, model_type, is_decoder)
+    dec = decoder_info(path, cfg)
+    return LocalModel(
+        id=model_id,
+        path=path,
+        source=source,
+        model_type=model_type,
+        is_decoder=dec is not None,
+        size_bytes=size,
+        decoder_format=dec.format if dec else "",
+        decoder_kind=("draft" if dec.format == "assistant" else "mtp") if dec else "",
+        decoder_family=dec.family if dec else "",
+        mtp="" if dec else carries_mtp(path, cfg),
+        quantization=quantization(cfg, model_id) or weights_dtype(path),
+        revision=revision,
+    )
 
 
 def imported_models() -> list[LocalModel]:
@@ -56,34 +101,47 @@ def imported_models() -> list[LocalModel]:
     found = []
     for child in sorted(root.iterdir()):
         if child.is_dir() and not child.name.startswith(".") and is_model_dir(child):
-            if m := _describe(child.name, child, "imported"):
+            if cache.snapshot_problem(child) is not None:
+                continue  # half-written (an import still running, or broken)
+            size = cache.model_dir_size(child)
+            if m := _describe(child.name, child, "imported", size):
                 found.append(m)
     return found
 
 
 def hub_models() -> list[LocalModel]:
-    """Complete snapshots in the Hugging Face cache."""
-    try:
-        from huggingface_hub import scan_cache_dir
+    """Ready snapshots in the Hugging Face cache, one per repo (refs/main first)."""
+    from engine.hub.state import pending_commits
 
-        info = scan_cache_dir()
-    except Exception:  # no cache yet, or unreadable: nothing to list
-        return []
     found = []
-    for repo in sorted(info.repos, key=lambda r: r.repo_id):
-        if repo.repo_type != "model":
-            continue
-        for rev in sorted(repo.revisions, key=lambda r: r.last_modified, reverse=True):
-            path = Path(rev.snapshot_path)
-            if is_model_dir(path):
-                if m := _describe(repo.repo_id, path, "hub"):
-                    found.append(m)
-                break
+    for repo in cache.cached_repos():
+        pending = pending_commits(repo.repo_id)
+        for snap in repo.snapshots:
+            if snap.commit in pending or cache.snapshot_problem(snap.path) is not None:
+                continue
+            size = cache.dir_size(repo.path / "blobs")  # all revisions, partials too
+            if m := _describe(repo.repo_id, snap.path, "hub", size, snap.commit):
+                found.append(m)
+            break
     return found
 
 
 def local_models() -> list[LocalModel]:
     return imported_models() + hub_models()
+
+
+def find_model(name: str) -> LocalModel:
+    """The library entry called ``name`` (exact id first, then ignoring case)."""
+    models = local_models()
+    for m in models:
+        if m.id == name:
+            return m
+    for m in models:
+        if m.id.lower() == name.lower():
+            return m
+    raise ModelNotFound(
+        f"no local model called {name!r} (see `lookahead models`, or `lookahead pull REPO`)"
+    )
 
 
 def resolve_model(name: str) -> Path:
@@ -95,14 +153,93 @@ def resolve_model(name: str) -> Path:
         if not candidate.is_dir():
             raise ModelNotFound(
                 f"{name} is a file, not a model folder"
-                + (" (import it first: lookahead import-gguf FILE)" if name.endswith(".gguf") else "")
+                + (
+                    " (import it first: lookahead import-gguf FILE)"
+                    if name.endswith(".gguf")
+                    else ""
+                )
             )
         if not (candidate / "config.json").is_file():
             raise ModelNotFound(f"{name} has no config.json; it is not a model folder")
         return candidate.resolve()
-    for m in local_models():
-        if m.id == name or m.id.lower() == name.lower():
-            return m.path
-    raise ModelNotFound(
-        f"no local model called {name!r} (see `lookahead models`, or `lookahead pull REPO`)"
-    )
+    return find_model(name).path
+
+
+# -- decoders
+
+
+def decoder_matches(models: list[LocalModel] | None = None) -> list[DecoderMatch]:
+    """Every local decoder checked against every local chat model."""
+    models = local_models() if models is None else models
+    targets = [m for m in models if not m.is_decoder]
+    matches = []
+    for dec in (m for m in models if m.is_decoder):
+        for target in targets:
+            try:
+                pairing = check_pairing(target.path, dec.path)
+            except Exception as e:  # a broken folder is a reason, never a crash
+                pairing = Pairing(False, f"unreadable ({e})")
+            matches.append(DecoderMatch(dec, target, pairing))
+    return matches
+
+
+def same_family(decoder: LocalModel, target: LocalModel) -> bool:
+    return bool(decoder.decoder_family) and decoder.decoder_family == target.model_type
+
+
+def unpaired_reason(decoder: LocalModel, matches: list[DecoderMatch]) -> str:
+    """Why ``decoder`` pairs with no local model (the closest miss), or ""."""
+    mine = [m for m in matches if m.decoder == decoder]
+    if any(m.pairing.ok for m in mine):
+        return ""
+    closest = [m for m in mine if same_family(decoder, m.target)] or mine
+    if decoder.decoder_family and closest is mine:
+        return f"no local {decoder.decoder_family} model to pair with"
+    if closest:
+        return f"{closest[0].target.id}: {closest[0].pairing.reason}"
+    return "no local chat model to pair with"
+
+
+# -- delete
+
+
+def delete_model(name: str) -> Removed:
+    """Delete a library model (imported folder, or a hub repo with all its revisions).
+
+    An unfinished download of a repo counts too: deleting it discards the partial.
+    """
+    try:
+        m = find_model(name)
+    except ModelNotFound:
+        repo_id = name.strip().strip("/")
+        if "/" in repo_id and cache.repo_folder(repo_id).is_dir():  # only a partial
+            return _delete_hub_repo(repo_id)
+        raise ModelNotFound(
+            f"no model called {name!r} in the library (see `lookahead models`)"
+        ) from None
+    if m.source == "hub":
+        return _delete_hub_repo(m.id)
+    root = paths.models_dir().resolve()
+    if m.source != "imported" or root not in m.path.resolve().parents:
+        raise EngineError(f"{m.path} is outside the library; delete it yourself if you mean to")
+    size = cache.model_dir_size(m.path)
+    shutil.rmtree(m.path)
+    return Removed(m.id, m.path, size)
+
+
+def _delete_hub_repo(repo_id: str) -> Removed:
+    from engine.hub.download import repo_lock
+
+    folder = cache.repo_folder(repo_id)
+    if cache.hub_cache_dir().resolve() not in folder.resolve().parents:
+        raise EngineError(f"{repo_id!r} is not a hub repo id")
+    size = cache.dir_size(folder)
+    with repo_lock(repo_id):  # refuses while another process downloads it
+        for child in folder.iterdir():
+            if child.name != cache.STATE_DIR:
+                shutil.rmtree(
+                    child
+                ) if child.is_dir() and not child.is_symlink() else child.unlink()
+        (folder / cache.STATE_DIR / "download.json").unlink(missing_ok=True)
+    shutil.rmtree(folder, ignore_errors=True)
+    return Removed(repo_id, folder, size)
