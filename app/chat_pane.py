@@ -93,6 +93,9 @@ class ChatPane(QFrame):
         self.settings_button = IconButton("settings", "Inference controls", self.header)
         self.settings_button.setCheckable(True)
         self.settings_button.toggled.connect(self.show_controls)
+        self.stop_button = IconButton("stop", "Stop this reply", self.header, 16, "danger")
+        self.stop_button.clicked.connect(self.stop)
+        self.stop_button.hide()
         self.close_button = IconButton("close", "Close this pane", self.header)
         self.close_button.clicked.connect(self.sig_close_requested)
         hl = QHBoxLayout(self.header)
@@ -102,6 +105,7 @@ class ChatPane(QFrame):
         hl.addWidget(self.decoder_chip)
         hl.addStretch(1)
         hl.addWidget(self.live)
+        hl.addWidget(self.stop_button)
         hl.addWidget(self.highlight_button)
         hl.addWidget(self.settings_button)
         hl.addWidget(self.close_button)
@@ -311,6 +315,7 @@ class ChatPane(QFrame):
 
     def _refresh_header(self) -> None:
         pal = theme.current()
+        self.stop_button.setVisible(self.busy)
         label = self.controls.decoder_label()
         on = label != "Decoder off"
         self.decoder_chip.setText(label)

@@ -180,3 +180,29 @@ class FirstRunPage(QWidget):
     def _on_retry_clicked(self) -> None:
         self.show_progress("Starting", -1.0)
         self.sig_retry.emit()
+
+
+def _demo(bridge, catalog) -> FirstRunPage:
+    """The page importing a fake starter; it fails once to show Retry."""
+    from app.fake_engine import fake_starter
+
+    page = FirstRunPage()
+    tries = []
+
+    def starter(progress):
+        tries.append(1)
+        return fake_starter(catalog, seconds=3.0, fail=len(tries) == 1)(progress)
+
+    importer = StarterImport(starter, page)
+    importer.sig_progress.connect(page.show_progress)
+    importer.sig_failed.connect(page.show_error)
+    importer.sig_done.connect(lambda path: page.show_progress(f"Ready: {path}", 1.0))
+    page.sig_retry.connect(importer.start)
+    importer.start()
+    return page
+
+
+if __name__ == "__main__":
+    from app.demo import run_demo
+
+    run_demo(_demo)

@@ -352,4 +352,17 @@ class InferenceControls(QWidget):
         self.decoder_enabled.setChecked(on)
 
 
+def _demo(bridge, catalog) -> InferenceControls:
+    """The controls for a thinking model; every change prints the settings."""
+    controls = InferenceControls()
+    controls.set_model(catalog.models()[-1])
+    controls.sig_changed.connect(lambda: print(controls.settings()))
+    return controls
+
+
 __all__ = ["InferenceControls", "PaneSettings"]
+
+if __name__ == "__main__":
+    from app.demo import run_demo
+
+    run_demo(_demo)

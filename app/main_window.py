@@ -294,3 +294,13 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt override
         self.stop_all()
         super().closeEvent(event)
+
+
+def _demo(bridge, catalog) -> MainWindow:
+    return MainWindow(bridge, catalog)
+
+
+if __name__ == "__main__":
+    from app.demo import run_demo
+
+    run_demo(_demo)

@@ -225,3 +225,29 @@ class MetricsStrip(QWidget):
 
 def _seconds(s: float) -> str:
     return f"{s * 1000:.0f} ms" if s < 1 else f"{s:.2f} s"
+
+
+def _demo(bridge, catalog) -> MetricsStrip:
+    """The strip following one fake generation with a drafter."""
+    from engine.events import ChatMessage, Generate
+    from engine.settings import DecoderSettings
+
+    strip = MetricsStrip()
+    strip.reset(drafting=True)
+    bridge.sig_stats.connect(lambda _r, st: strip.add_stats(st))
+    bridge.sig_finished.connect(lambda _r, ev: strip.finish(ev.stats))
+    bridge.submit(
+        Generate(
+            "demo",
+            "SmolLM2-135M-Instruct",
+            (ChatMessage("user", "hi"),),
+            decoder=DecoderSettings("lookup", 3),
+        )
+    )
+    return strip
+
+
+if __name__ == "__main__":
+    from app.demo import run_demo
+
+    run_demo(_demo)

@@ -135,3 +135,35 @@ class TranscriptView(QScrollArea):
     def _on_scrollbar_range(self, _low: int, high: int) -> None:
         if self._stick:
             self.verticalScrollBar().setValue(high)
+
+
+def _demo(bridge, catalog) -> TranscriptView:
+    """A transcript fed straight from the fake engine (no pane around it)."""
+    from engine.events import ChatMessage, Generate
+    from engine.settings import DecoderSettings
+
+    view = TranscriptView()
+    transcript = PaneTranscript()
+    transcript.add_user("Write fizzbuzz in Python")
+    transcript.start_assistant("Qwen3-0.6B", {})
+    bridge.sig_tokens.connect(
+        lambda _r, toks: (transcript.append_tokens(toks), view.sync(transcript, True))
+    )
+    bridge.sig_finished.connect(lambda _r, ev: (transcript.finish(ev), view.sync(transcript, True)))
+    bridge.submit(
+        Generate(
+            "demo",
+            "Qwen3-0.6B",
+            (ChatMessage("user", "fizzbuzz"),),
+            thinking="on",
+            decoder=DecoderSettings("lookup"),
+        )
+    )
+    view.sync(transcript, True)
+    return view
+
+
+if __name__ == "__main__":
+    from app.demo import run_demo
+
+    run_demo(_demo)
