@@ -43,6 +43,7 @@ class DecoderInfo:
     hidden_size: int | None
     vocab_size: int | None
     target: str  # declared target repo id or name ("" when none)
+    tokenizer_sha256: str = ""  # our heads: sha256 of the target's tokenizer.json
 
 
 def load_config(path: Path) -> dict:
@@ -78,9 +79,13 @@ def decoder_info(path: Path, config: dict | None = None) -> DecoderInfo | None:
     if isinstance(own := cfg.get("lookahead_decoder"), dict):
         hidden, vocab = _dims(cfg, own)
         family = str(own.get("family") or own.get("model_type") or model_type)
-        return DecoderInfo("lookahead", _strip(family), hidden, vocab, str(own.get("target") or ""))
+        target, tok = str(own.get("target") or ""), str(own.get("tokenizer_sha256") or "")
+        return DecoderInfo("lookahead", _strip(family), hidden, vocab, target, tok)
     if model_type.endswith("_mtp"):
-        return DecoderInfo("mlx-vlm", model_type[: -len("_mtp")], hidden, vocab, _declared(cfg))
+        # text_config names the exact family (one qwen3_5_mtp type serves dense and MoE).
+        inner = str((cfg.get("text_config") or {}).get("model_type") or "")
+        family = _norm_family(inner) if inner else model_type[: -len("_mtp")]
+        return DecoderInfo("mlx-vlm", family, hidden, vocab, _declared(cfg))
     if "NextN" in archs and int(cfg.get("num_hidden_layers") or 0) == 1:
         return DecoderInfo("nextn", model_type, hidden, vocab, _declared(cfg))
     if model_type.endswith("_assistant"):
@@ -256,6 +261,8 @@ def check_pairing(target_dir: Path, decoder_dir: Path) -> Pairing:
     if dec.vocab_size and vocab and dec.vocab_size != vocab:
         return Pairing(False, f"vocabulary of {dec.vocab_size}, the model has {vocab}")
     tok = _same_tokenizer(target_dir, decoder_dir)
+    if tok is None and dec.tokenizer_sha256 and (target_dir / "tokenizer.json").is_file():
+        tok = _file_sha256(target_dir / "tokenizer.json") == dec.tokenizer_sha256.lower()
     if tok is False:
         return Pairing(False, "its tokenizer differs from the model's")
     target_name = model_name(target_dir)
@@ -286,6 +293,14 @@ def _same_tokenizer(a: Path, b: Path) -> bool | None:
     if fa is None or fb is None:
         return None
     return fa == fb
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
 
 
 def _self_pairing(path: Path, cfg: dict) -> Pairing:

@@ -144,6 +144,36 @@ def test_our_trained_heads_pair_by_declared_target(tmp_path, target, vocab):
     assert not refused.ok and refused.reason == "made for org/tiny-llama, not other-model"
 
 
+def test_trained_head_checks_the_recorded_tokenizer_hash(tmp_path, target, vocab):
+    import hashlib
+
+    sha = hashlib.sha256((target / "tokenizer.json").read_bytes()).hexdigest()
+    own = {"family": "llama", "target": "org/tiny-llama", "hidden_size": H, "vocab_size": vocab}
+    cfg = {"model_type": "lookahead_mtp", "text_config": llama_config(vocab)}
+    good = make_folder(
+        tmp_path / "good",
+        {**cfg, "lookahead_decoder": {**own, "tokenizer_sha256": sha}},
+        tokenizer=False,
+    )
+    bad = make_folder(
+        tmp_path / "bad",
+        {**cfg, "lookahead_decoder": {**own, "tokenizer_sha256": "0" * 64}},
+        tokenizer=False,
+    )
+    assert check_pairing(target, good).ok and "same tokenizer" in check_pairing(target, good).reason
+    assert "tokenizer differs" in check_pairing(target, bad).reason
+
+
+def test_mlx_vlm_family_comes_from_its_text_config(tmp_path, vocab):
+    moe = make_folder(tmp_path / "moe", llama_config(vocab, model_type="qwen3_5_moe"))
+    dense = make_folder(tmp_path / "dense", llama_config(vocab, model_type="qwen3_5"))
+    tc = {"model_type": "qwen3_5_moe_text", "hidden_size": H, "vocab_size": vocab}
+    dec = make_folder(tmp_path / "dec", {"model_type": "qwen3_5_mtp", "text_config": tc})
+    assert decoder_info(dec).family == "qwen3_5_moe"
+    assert check_pairing(moe, dec).ok
+    assert "made for qwen3_5_moe" in check_pairing(dense, dec).reason
+
+
 def test_target_names_ignore_storage_suffixes():
     assert _base_name("HuggingFaceTB/SmolLM2-135M-Instruct") == _base_name(
         "mlx-community/SmolLM2-135M-Instruct-4bit"
