@@ -64,24 +64,41 @@ class ModelCatalog:
             local = []
         chat_models = [m for m in local if not m.is_decoder]
         decoders = [m for m in local if m.is_decoder]
-        self.entries = [_entry(m.id, Path(m.path), m.model_type, decoders) for m in chat_models]
+        self.entries = [_entry(m, decoders, chat_models) for m in chat_models]
         return self.models()
 
 
-def _entry(model_id: str, path: Path, model_type: str, decoders: list) -> ModelEntry:
+def _entry(model, decoders: list, chat_models: list) -> ModelEntry:
+    """A chat model with every decoder that pairs with it, and why others do not."""
+    path = Path(model.path)
     options = [LOOKUP]
     unavailable: list[str] = []
+    if getattr(model, "mtp", "") == "weights" and _pairs(path, path)[0]:
+        # MTP heads inside the model's own weights: "auto" picks them.
+        options.append(DecoderOption("auto", "Built-in MTP heads", "mtp"))
     for dec in decoders:
         ok, reason = _pairs(path, Path(dec.path))
         if ok:
-            options.append(DecoderOption(dec.id, _short(dec.id), _kind(dec.model_type)))
+            kind = getattr(dec, "decoder_kind", "") or _kind(dec.model_type)
+            options.append(
+                DecoderOption(dec.id, _short(dec.id), kind if kind in ("mtp", "draft") else "mtp")
+            )
         elif reason:
             unavailable.append(f"{_short(dec.id)}: {reason}")
+    for other in chat_models:
+        # Another chat model of the same family can draft for this one (a draft model).
+        if other.path == model.path or other.model_type != model.model_type:
+            continue
+        small, big = getattr(other, "size_bytes", 0), getattr(model, "size_bytes", 0)
+        if small and big and small >= big:
+            continue  # a draft model only helps when it is smaller
+        if _pairs(path, Path(other.path))[0]:
+            options.append(DecoderOption(other.id, _short(other.id), "draft"))
     return ModelEntry(
-        id=model_id,
-        label=_short(model_id),
+        id=model.id,
+        label=_short(model.id),
         path=str(path),
-        model_type=model_type,
+        model_type=model.model_type,
         thinking_modes=thinking_modes_for(path),
         decoders=tuple(options),
         unavailable=tuple(unavailable),

@@ -45,6 +45,8 @@ class ChatPane(QFrame):
     """The user clicked or typed into this pane (it becomes the Send target)."""
     sig_suggestion = Signal(str)
     """A suggested prompt was clicked in the empty transcript."""
+    sig_notice = Signal(str)
+    """Something the user should know that is not an error (e.g. a decoder fallback)."""
 
     def __init__(self, bridge: EngineBridge, title: str = "Pane", parent: QWidget | None = None):
         super().__init__(parent)
@@ -303,6 +305,8 @@ class ChatPane(QFrame):
     def _on_bridge_model_loaded(self, rid: str, ev: ModelLoaded) -> None:
         if rid == self.request_id:
             self._status = "Reading the prompt\u2026"
+            if ev.decoder_note:
+                self.sig_notice.emit(f"{self.title}: {ev.decoder_note}")
             self._sync_view()
 
     def _on_bridge_prompt_progress(self, rid: str, ev) -> None:

@@ -157,6 +157,7 @@ class MainWindow(QMainWindow):
         pane.sig_activated.connect(lambda p=pane: self.set_focused(p))
         pane.sig_busy_changed.connect(self._on_pane_busy_changed)
         pane.sig_suggestion.connect(self.prompt.set_text)
+        pane.sig_notice.connect(self._on_pane_notice)
         self.splitter.addWidget(pane)
         self.panes.append(pane)
         self.splitter.setSizes([1000] * len(self.panes))
@@ -224,6 +225,9 @@ class MainWindow(QMainWindow):
         for p in self.panes:
             p.clear()
         self.prompt.edit.setFocus()
+
+    def _on_pane_notice(self, text: str) -> None:
+        self.statusBar().showMessage(text, 10000)
 
     def _on_pane_busy_changed(self, _busy: bool = False) -> None:
         self.prompt.set_busy(any(p.busy for p in self.panes))
