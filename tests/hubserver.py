@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import socket
 import struct
 import threading
@@ -31,7 +32,7 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs, quote, unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 
@@ -196,9 +197,6 @@ class HubServer:
     def sent_bytes(self, repo_id: str, filename: str) -> int:
         return self.sent.get(self.file(repo_id, filename).etag, 0)
 
-    def requests_for(self, filename: str) -> list[LoggedRequest]:
-        return [r for r in self.requests if r.path.endswith("/" + quote(filename))]
-
     # -- answers (the handler calls these)
 
     def can_read(self, repo: FakeRepo, token: str | None) -> bool:
@@ -272,20 +270,12 @@ def _safetensors_params(files: dict[str, FakeFile]) -> dict[str, int]:
         (n,) = struct.unpack("<Q", f.data[:8])
         for name, t in json.loads(f.data[8 : 8 + n]).items():
             if name != "__metadata__":
-                count = 1
-                for d in t["shape"]:
-                    count *= d
-                counts[t["dtype"]] = counts.get(t["dtype"], 0) + count
+                counts[t["dtype"]] = counts.get(t["dtype"], 0) + math.prod(t["shape"])
     return counts
 
 
-SORT_KEYS = {
-    "downloads": "downloads",
-    "likes": "likes",
-    "lastModified": "last_modified",
-    "createdAt": "created_at",
-    "trendingScore": "likes",
-}
+SORT_KEYS = {"downloads": "downloads", "likes": "likes", "lastModified": "last_modified",
+             "createdAt": "created_at", "trendingScore": "likes"}  # fmt: skip
 
 
 def _handler(hub: HubServer, role: str):
@@ -432,7 +422,7 @@ def _handler(hub: HubServer, role: str):
                 spec = rng.split("=", 1)[1]
                 first, _, last = spec.partition("-")
                 start = int(first) if first else max(size - int(last), 0)
-                end = int(last) if first and last else size - 1
+                end = min(int(last), size - 1) if first and last else size - 1
                 if start >= size:
                     headers["Content-Range"] = f"bytes */{size}"
                     return self._send(416, b"", headers, head)

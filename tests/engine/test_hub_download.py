@@ -85,6 +85,16 @@ def test_pull_fetches_only_what_mlx_needs_into_the_hf_cache(repo, tiny_files):
     assert pending_downloads() == []
 
 
+def test_huggingface_hubs_own_downloads_work_and_are_listed(repo, tiny_files):
+    from huggingface_hub import hf_hub_download, snapshot_download
+
+    folder = Path(snapshot_download(REPO, allow_patterns=["*.json", "*.safetensors"]))
+    assert (folder / WEIGHTS).read_bytes() == tiny_files[WEIGHTS]
+    assert Path(hf_hub_download(REPO, "README.md")).read_bytes() == tiny_files["README.md"]
+    assert ready_ids() == [REPO] and resolve_model(REPO) == folder
+    assert download_model(REPO).bytes_downloaded == 0  # every file MLX needs is here
+
+
 def test_a_pulled_model_loads_by_its_repo_id(repo):
     from engine.model_loader import load_model
 
