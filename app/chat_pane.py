@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
     QLabel,
+    QSizePolicy,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -76,8 +77,13 @@ class ChatPane(QFrame):
         self.model_picker = QComboBox(self.header)
         self.model_picker.setObjectName("ModelPicker")
         self.model_picker.setToolTip("Model for this pane")
-        self.model_picker.setMinimumContentsLength(14)
-        self.model_picker.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
+        # Long model names shrink with the pane instead of pushing the header wider.
+        self.model_picker.setMinimumContentsLength(10)
+        self.model_picker.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+        )
+        self.model_picker.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.model_picker.setMaximumWidth(300)
         self.model_picker.currentIndexChanged.connect(self._on_picker_changed)
         self.decoder_chip = QToolButton(self.header)
         self.decoder_chip.setObjectName("Chip")
@@ -103,9 +109,9 @@ class ChatPane(QFrame):
         hl = QHBoxLayout(self.header)
         hl.setContentsMargins(8, 6, 6, 6)
         hl.setSpacing(6)
-        hl.addWidget(self.model_picker)
+        hl.addWidget(self.model_picker, 1)
         hl.addWidget(self.decoder_chip)
-        hl.addStretch(1)
+        hl.addStretch(0)
         hl.addWidget(self.live)
         hl.addWidget(self.stop_button)
         hl.addWidget(self.highlight_button)
@@ -154,6 +160,12 @@ class ChatPane(QFrame):
         self.controls.setVisible(on)
         if self.settings_button.isChecked() != on:
             self.settings_button.setChecked(on)
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        super().resizeEvent(event)
+        # In a narrow pane the model name matters more than the header's tok/s figure
+        # (the metrics strip below shows it anyway).
+        self.live.setVisible(event.size().width() >= 600)
 
     def _on_chip_clicked(self) -> None:
         # The chip is the quickest way to the decoder settings.

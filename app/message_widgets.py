@@ -190,6 +190,7 @@ class MessageWidget(QWidget):
         self._layout.addLayout(self.body)
         self.status = QLabel(self)
         self.status.setObjectName("MessageMeta")
+        self.status.setWordWrap(True)
         self._layout.addWidget(self.status)
         self.error = QFrame(self)
         self.error.setObjectName("ErrorBox")
@@ -207,6 +208,7 @@ class MessageWidget(QWidget):
         self.tag = Tag("", "", self)
         self.meta = QLabel(self)
         self.meta.setObjectName("MessageMeta")
+        self.meta.setWordWrap(True)  # never wider than a narrow pane
         self.copy = CopyButton(lambda: self.message.content, "Copy reply", self)
         footer.addWidget(self.tag)
         footer.addWidget(self.meta, 1)
