@@ -20,7 +20,7 @@ from engine.chat import Prompt
 from engine.drafters.base import Drafter
 from engine.drafters.policy import DraftLengthPolicy
 from engine.events import Event, Finished, GenerationStats, PromptProgress, StatsEvent
-from engine.kv_cache import PromptCacheStore, new_cache, rollback
+from engine.kv_cache import PromptCacheStore, new_cache, rollback, snapshot
 from engine.model_loader import LoadedModel
 from engine.runtime import runtime_info
 from engine.settings import SamplingSettings
@@ -277,6 +277,7 @@ class Generation:
         q = self.drafter.draft_logprobs() if drafts else None
         want_hidden = self.drafter.needs_hidden
         inputs = mx.array([last] + drafts)[None]
+        snap = snapshot(self.cache) if drafts else None  # recurrent layers cannot trim
         logits, hidden = forward(self.model, inputs, self.cache, want_hidden)
         display, sampling_lp = self._score_rows(logits[0], drafts)
         accepted, bonus = self._accept(drafts, sampling_lp, q)
@@ -284,8 +285,13 @@ class Generation:
         arrays = self._record_arrays(display[: accepted + 1], chosen)
         mx.eval(*arrays)
         n_drafts = len(drafts)
-        rollback(self.cache, n_drafts - accepted)
         verified = [last] + drafts[:accepted]
+        rollback(  # a recurrent cache is restored, then the verified tokens replayed
+            self.cache,
+            n_drafts - accepted,
+            snap,
+            lambda: prefill_chunk(self.model, mx.array(verified)[None], self.cache, False),
+        )
         self.cache_tokens.extend(verified)
         c.verify_rounds += 1
         if n_drafts:

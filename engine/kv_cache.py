@@ -7,24 +7,72 @@ coding harness resending its system prompt) computes only the new suffix.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from mlx_lm.models.cache import can_trim_prompt_cache, make_prompt_cache, trim_prompt_cache
+import mlx.core as mx
+from mlx_lm.models.cache import (
+    ArraysCache,
+    can_trim_prompt_cache,
+    make_prompt_cache,
+    trim_prompt_cache,
+)
 
 
 def new_cache(model) -> list:
     return make_prompt_cache(model)
 
 
-def rollback(cache: list, n: int) -> None:
-    """Drop the last n positions from every layer's cache."""
+def rollback(
+    cache: list, n: int, snapshot: list | None = None, replay: Callable[[], object] | None = None
+) -> None:
+    """Drop the last n positions from every layer's cache.
+
+    Recurrent layers (GatedDeltaNet in Qwen3-Next / Qwen3.5: ``ArraysCache``) cannot be
+    trimmed: they are restored from ``snapshot`` (taken before the forward pass that
+    added the positions) and ``replay()`` recomputes the positions that are kept.
+    """
     if n <= 0:
         return
     if not can_trim_prompt_cache(cache):
-        raise RuntimeError("this model's cache cannot be rolled back")
+        if snapshot is None or replay is None:
+            raise RuntimeError("this model's cache cannot be rolled back")
+        restore(cache, snapshot)
+        replay()
+        return
     trimmed = trim_prompt_cache(cache, n)
     if trimmed != n:
         raise RuntimeError(f"cache rollback removed {trimmed} of {n} positions")
+
+
+def snapshot(cache: list) -> list | None:
+    """What ``rollback`` needs to undo the next forward pass; None when every layer
+    can simply be trimmed. Trimmable layers keep just their offset."""
+    if can_trim_prompt_cache(cache):
+        return None
+    return [_offset(c) if c.is_trimmable() else _copy_state(c) for c in cache]
+
+
+def _copy_state(c) -> tuple:
+    # ArraysCache replaces its arrays (a list copy is enough); other caches write into
+    # their arrays in place (``a[...] = b`` changes every reference), so hold copies.
+    if isinstance(c, ArraysCache):
+        return (list(c.cache), c.left_padding, c.lengths)
+    return tuple(mx.array(x) if isinstance(x, mx.array) else x for x in c.state)
+
+
+def restore(cache: list, snap: list) -> None:
+    for c, saved in zip(cache, snap, strict=True):
+        if isinstance(saved, int):
+            c.trim(_offset(c) - saved)
+        elif isinstance(c, ArraysCache):
+            c.state = (list(saved[0]), saved[1], saved[2])
+        else:
+            c.state = saved
+
+
+def _offset(c) -> int:
+    return c.offset if hasattr(c, "offset") else _offset(c[0])  # CacheList: its first
 
 
 def common_prefix(a: list[int], b: list[int]) -> int:

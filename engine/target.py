@@ -21,6 +21,8 @@ def split_model(model: nn.Module):
     if body is None:
         raise HiddenStatesUnsupported(f"{type(model).__module__} has no .model body")
     head = getattr(model, "lm_head", None)
+    if head is None:  # multimodal wrappers (Qwen3.5) keep it on their language model
+        head = getattr(getattr(model, "language_model", None), "lm_head", None)
     if head is None:
         embed = getattr(body, "embed_tokens", None)
         if embed is None:
