@@ -293,7 +293,6 @@ class ChatPane(QFrame):
         if rid != self.request_id:
             return
         self.transcript.finish(ev)
-        self.metrics.add_stats(ev.stats)
         self.metrics.finish(ev.stats)
         self._status = ""
         self._sync_view()

@@ -217,7 +217,10 @@ class MetricsStrip(QWidget):
             self.memory.set(f"{s.memory_gb:.2f} GB{share}")
 
     def finish(self, stats: GenerationStats) -> None:
-        """Final figures; the 'now' rate falls back to the average."""
+        """Final figures. The last point is plotted only if tokens came since the
+        previous one: the closing stats would otherwise draw a false drop to 0."""
+        if self._last is None or stats.generation_tokens > self._last.generation_tokens:
+            self.add_stats(stats)
         self._show_figures(stats)
         if not self._t:
             self.rate.set(f"{stats.generation_tps:.1f}")

@@ -63,3 +63,14 @@ def test_narrow_strip_wraps_figures(qtbot, themed):
     qtbot.waitUntil(lambda: m._columns == 3)
     m.resize(900, 200)
     qtbot.waitUntil(lambda: m._columns == 6)
+
+
+def test_closing_stats_do_not_draw_a_false_drop(qtbot, themed):
+    m = MetricsStrip()
+    qtbot.addWidget(m)
+    m.reset(drafting=False)
+    m.add_stats(GenerationStats(generation_tokens=10, elapsed_s=0.5, ttft_s=0.1, generation_tps=20))
+    m.finish(GenerationStats(generation_tokens=10, elapsed_s=0.55, ttft_s=0.1, generation_tps=19))
+    x, y = m.plot.rate_curve.getData()
+    assert len(x) == 1 and y[-1] > 0
+    assert m.average.value.text() == "19.0"
