@@ -19,7 +19,6 @@ from app.bridge import EngineBridge
 from app.catalog import ModelCatalog
 from app.fake_engine import FakeEngineService, fake_catalog
 from app.main import _headless
-from app.qt_compat import guard_singleton_refcounts
 
 
 def run_demo(
@@ -32,7 +31,6 @@ def run_demo(
     parser.add_argument("--wait", type=float, default=4.0)
     parser.add_argument("--size", default="900x700")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    guard_singleton_refcounts()
     if args.screenshot and _headless():
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     app = QApplication.instance() or QApplication([sys.argv[0]])

@@ -21,7 +21,6 @@ from app.bridge import EngineBridge
 from app.catalog import ModelCatalog
 from app.first_run import default_starter
 from app.main_window import MainWindow
-from app.qt_compat import guard_singleton_refcounts
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +68,6 @@ def _make_engine(args: argparse.Namespace):
 def run_app(argv: list[str]) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    guard_singleton_refcounts()
     if args.screenshot and _headless():
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # a screenshot needs no screen
     app = QApplication.instance() or QApplication([sys.argv[0]])

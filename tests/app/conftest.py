@@ -11,10 +11,6 @@ os.environ.setdefault("LOOKAHEAD_HOME", tempfile.mkdtemp(prefix="lookahead-app-t
 
 import pytest  # noqa: E402
 
-from app.qt_compat import guard_singleton_refcounts  # noqa: E402
-
-guard_singleton_refcounts()
-
 
 @pytest.fixture(autouse=True)
 def _home(tmp_path, monkeypatch):
