@@ -24,24 +24,25 @@ def read_header(path: Path) -> dict:
 
     Raises DecoderError when the file is not a complete safetensors file.
     """
+    name = f"{path.parent.name}/{path.name}"
     try:
         size = path.stat().st_size
         with open(path, "rb") as f:
             (length,) = struct.unpack("<Q", f.read(8))
             if length > MAX_HEADER or length + 8 > size:
-                raise DecoderError(f"{path.name} is not a safetensors file (bad header length)")
+                raise DecoderError(f"{name} is not a safetensors file (bad header length)")
             header = json.loads(f.read(length))
     except (OSError, struct.error, ValueError, UnicodeDecodeError) as e:
-        raise DecoderError(f"{path.name} is unreadable ({type(e).__name__}: {e})") from None
+        raise DecoderError(f"{name} is unreadable ({type(e).__name__}: {e})") from None
     if not isinstance(header, dict):
-        raise DecoderError(f"{path.name} has a malformed safetensors header")
+        raise DecoderError(f"{name} has a malformed safetensors header")
     ends = [
         v["data_offsets"][1]
         for k, v in header.items()
         if k != "__metadata__" and isinstance(v, dict) and "data_offsets" in v
     ]
     if ends and 8 + length + max(ends) > size:
-        raise DecoderError(f"{path.name} is truncated (incomplete download?)")
+        raise DecoderError(f"{name} is truncated (incomplete download?)")
     return header
 
 
