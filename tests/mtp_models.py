@@ -264,11 +264,13 @@ def make_target(
     logit_scale: float = 8.0,
     mtp: str = "embedded",  # "embedded" | "sidecar" | "none" (config still declares it)
     copy: bool = True,
+    **overrides,
 ) -> dict:
-    """Write a target folder; returns what decoder writers need (config, tensors)."""
+    """Write a target folder; returns what decoder writers need (config, tensors).
+    ``overrides`` change top-level config fields (e.g. hidden_size)."""
     path.mkdir(parents=True, exist_ok=True)
     vocab = write_tokenizer(path)
-    cfg = family_config(family, vocab)
+    cfg = {**family_config(family, vocab), **overrides}
     target = build_target(cfg, seed, layer_scale, logit_scale)
     canon = build_mtp(family, cfg, target, seed, mtp_scale, copy)
     main = to_hf(family, target) if family != "llama" else dict(target)
