@@ -182,7 +182,7 @@ class EngineService:
                 elif isinstance(command, Generate):
                     self._generate(command, cancel)
                 elif isinstance(command, LoadModel):
-                    self._load(command.request_id, command.model, command.load)
+                    self._load_command(command)
                 elif isinstance(command, UnloadModel):
                     self._unload(command)
                 else:
@@ -216,6 +216,7 @@ class EngineService:
         threading.Event().wait()
 
     def _load(self, rid: str, name: str, settings):
+        """The loaded model for name (loading it, and evicting the oldest, if needed)."""
         from engine.model_loader import load_model
 
         key = f"{name}|{settings.dtype}"
@@ -231,6 +232,23 @@ class EngineService:
             )
             self._models[key] = loaded
         self._models.move_to_end(key)
+        return loaded
+
+    def _drafter(self, loaded, decoder):
+        """(drafter or None, note): ``auto`` falls back quietly, with a note saying why."""
+        from engine.drafters import create_drafter
+        from engine.errors import DecoderError
+
+        if not decoder.enabled:
+            return None, None
+        try:
+            return create_drafter(loaded, decoder)
+        except DecoderError as e:
+            if decoder.decoder != "auto":
+                raise
+            return None, str(e)
+
+    def _announce(self, rid: str, name: str, loaded, drafter, note) -> None:
         self._emit(
             ModelLoaded(
                 rid,
@@ -240,11 +258,17 @@ class EngineService:
                 loaded.dtype,
                 loaded.parameters,
                 loaded.memory_gb,
-                None,
-                None,
+                drafter.name if drafter is not None else None,
+                note,
             )
         )
-        return loaded
+
+    def _load_command(self, command: LoadModel) -> None:
+        loaded = self._load(command.request_id, command.model, command.load.validated())
+        drafter, note = self._drafter(loaded, command.decoder.validated())
+        self._announce(command.request_id, command.model, loaded, drafter, note)
+        if drafter is not None:
+            drafter.close()
 
     def _unload(self, command: UnloadModel) -> None:
         removed = []
@@ -258,26 +282,16 @@ class EngineService:
         self._emit(Unloaded(command.request_id, tuple(removed)))
 
     def _generate(self, command: Generate, cancel: threading.Event) -> None:
-        from engine.drafters import create_drafter
         from engine.drafters.policy import DraftLengthPolicy
-        from engine.errors import DecoderError
         from engine.generate import Generation
 
         sampling = command.sampling.validated()
         decoder = command.decoder.validated()
-        load_settings = command.load.validated()
-        loaded = self._load(command.request_id, command.model, load_settings)
+        loaded = self._load(command.request_id, command.model, command.load.validated())
         prompt = self._prompt(loaded, command)
-        drafter = None
-        if decoder.enabled:
-            try:
-                drafter, _note = create_drafter(loaded, decoder)
-            except DecoderError:
-                if decoder.decoder != "auto":
-                    raise
-        policy = DraftLengthPolicy(
-            k=decoder.draft_tokens, adaptive=decoder.adaptive or decoder.draft_tokens is None
-        )
+        drafter, note = self._drafter(loaded, decoder)
+        self._announce(command.request_id, command.model, loaded, drafter, note)
+        policy = DraftLengthPolicy(k=decoder.draft_tokens, adaptive=decoder.adaptive)
         generation = Generation(
             command.request_id,
             loaded,

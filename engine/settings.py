@@ -80,10 +80,14 @@ class SamplingSettings:
 
 @dataclass(frozen=True)
 class DecoderSettings:
-    """Which drafter to use. ``decoder``: none | auto | lookup | a decoder id or path."""
+    """Which drafter to use. ``decoder``: none | auto | lookup | a decoder id or path.
+
+    ``draft_tokens`` is k; with ``adaptive`` it is the most k may grow to (None: the
+    default maximum) and k follows recent acceptance; without, k is fixed.
+    """
 
     decoder: str = "none"
-    draft_tokens: int | None = None  # None = adaptive
+    draft_tokens: int | None = None
     adaptive: bool = True
 
     def validated(self) -> DecoderSettings:

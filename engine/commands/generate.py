@@ -56,7 +56,10 @@ def build_request(args) -> Generate:
         stop=tuple(args.stop),
         max_loop_count=args.max_loop_count,
     ).validated()
-    decoder = DecoderSettings(decoder=args.decoder, draft_tokens=args.draft_tokens).validated()
+    # --draft-tokens K fixes k; without it k adapts to recent acceptance.
+    decoder = DecoderSettings(
+        decoder=args.decoder, draft_tokens=args.draft_tokens, adaptive=args.draft_tokens is None
+    ).validated()
     common = dict(
         request_id=new_request_id("cli"),
         model=args.model,

@@ -189,3 +189,15 @@ def test_corrupted_weights_fail_with_a_clear_message(service, tmp_path):
     assert isinstance(events[-1], Failed)
     assert "corrupted" in events[-1].message or "could not read" in events[-1].message
     assert service.alive
+
+
+def test_model_loaded_names_the_drafter_and_why_auto_fell_back(service, tiny):
+    from engine.events import ModelLoaded
+
+    events = list(
+        service.stream(Generate("ml", tiny, prompt="hi", decoder=DecoderSettings("auto")))
+    )
+    loaded = [e for e in events if isinstance(e, ModelLoaded)]
+    assert len(loaded) == 1
+    assert loaded[0].decoder == "Prompt lookup"
+    assert loaded[0].decoder_note and "prompt lookup" in loaded[0].decoder_note
