@@ -12,6 +12,7 @@ import pytest
 from mlx.utils import tree_flatten
 
 from engine.chat import Prompt
+from engine.compat import check_pairing as library_pairing
 from engine.drafters import registry
 from engine.drafters.mtp import MTPDrafter
 from engine.drafters.mtp.sources import check_pairing, folder_source
@@ -85,6 +86,7 @@ def test_separate_format_loads_pairs_and_equals_the_builtin_module(
         source = folder_source(where)
         assert source.kind == fmt and source.family == family
         check_pairing(source, loaded, where)  # no refusal
+        assert library_pairing(b["path"], where).ok  # the library's view agrees
     separate = registry.open_drafter(loaded, str(where))
     builtin, note = registry.best_drafter(loaded)
     assert note is None and "built-in" in builtin.name
@@ -130,13 +132,17 @@ def test_decoder_of_another_model_is_refused_with_reason(root, built):
     glm_nextn = write_nextn(built["glm4_moe"], root / "glm-nextn-x")
     msg = refusal(lambda: registry.open_drafter(ds, str(glm_nextn)))
     assert "made for glm4_moe models" in msg and "deepseek_v32 model" in msg
+    assert not library_pairing(built["deepseek_v32"]["path"], glm_nextn).ok
     q35 = write_mlx_vlm(built["qwen3_5"], root / "q35-mlx-vlm-x")
     msg = refusal(lambda: registry.open_drafter(loaded_of(built["qwen3_5_moe"]), str(q35)))
     assert "made for qwen3_5 models" in msg and "qwen3_5_moe model" in msg
+    assert not library_pairing(built["qwen3_5_moe"]["path"], q35).ok
     head = write_lookahead(built["llama"], root / "own-x")
+    assert library_pairing(built["llama"]["path"], head).ok
     wide = make_target(root / "llama-wide", "llama", hidden_size=64)
     msg = refusal(lambda: registry.open_drafter(loaded_of(wide), str(head)))
     assert "hidden size 32, but llama-wide has hidden size 64" in msg
+    assert not library_pairing(wide["path"], head).ok
     # same sizes, another tokenizer (one special token renamed)
     other = root / "llama-other-tok"
     shutil.copytree(built["llama"]["path"], other)
@@ -144,6 +150,7 @@ def test_decoder_of_another_model_is_refused_with_reason(root, built):
     tok.write_text(tok.read_text().replace('"<|im_end|>"', '"<|im_stop|>"'))
     msg = refusal(lambda: registry.open_drafter(load_model(str(other)), str(head)))
     assert "trained with another tokenizer" in msg
+    assert not library_pairing(other, head).ok
     nextn_other = write_nextn(built["deepseek_v32"], root / "ds-nextn-othertok")
     shutil.copy(tok, nextn_other / "tokenizer.json")
     msg = refusal(lambda: registry.open_drafter(ds, str(nextn_other)))
