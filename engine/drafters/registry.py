@@ -25,6 +25,9 @@ from engine.drafters.mtp.sources import (
 )
 from engine.errors import DecoderError, ModelNotFound
 
+# Decoders shipped with the app (the starter model's trained head), beside the library's.
+BUNDLED_DECODERS = Path(__file__).resolve().parents[2] / "resources" / "decoders"
+
 
 def best_drafter(loaded) -> tuple[MTPDrafter | None, str | None]:
     """The best compatible MTP drafter found locally, and a note on what was skipped."""
@@ -54,19 +57,20 @@ def best_drafter(loaded) -> tuple[MTPDrafter | None, str | None]:
 
 
 def _paired_repos(loaded, notes: list[str]) -> list[HeadSource]:
-    """Decoder repos among the local models that pair with ``loaded``, best first:
-    those declaring this target by name, then the rest."""
+    """Decoder repos among the local models and the bundled decoders that pair with
+    ``loaded``, best first: those declaring this target by name, then the rest."""
     from engine import library
 
     try:
-        models = library.local_models()
+        folders = [Path(m.path) for m in library.local_models()]
     except Exception as e:  # a broken library must not break generation
         notes.append(f"could not list local models ({e})")
-        return []
+        folders = []
+    if BUNDLED_DECODERS.is_dir():
+        folders += sorted(p for p in BUNDLED_DECODERS.iterdir() if (p / "config.json").is_file())
     here = loaded.path.resolve()
     found: list[tuple[int, HeadSource]] = []
-    for m in models:
-        folder = Path(m.path)
+    for folder in folders:
         if folder.resolve() == here:
             continue
         try:

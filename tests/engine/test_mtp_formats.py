@@ -260,6 +260,17 @@ def test_auto_pairs_a_decoder_repo_from_the_library(root, built, monkeypatch):
     assert drafter.name == "MTP (llama, llama-head)" and note is None
 
 
+def test_auto_finds_a_bundled_decoder(root, built, monkeypatch):
+    bundled = root / "bundled"
+    write_lookahead(built["llama"], bundled / "starter-head")
+    monkeypatch.setenv("LOOKAHEAD_MODELS_DIR", str(root / "empty-library"))
+    monkeypatch.setattr(registry, "BUNDLED_DECODERS", root / "nowhere")
+    assert registry.best_drafter(loaded_of(built["llama"]))[0] is None
+    monkeypatch.setattr(registry, "BUNDLED_DECODERS", bundled)
+    drafter, _ = registry.best_drafter(loaded_of(built["llama"]))
+    assert drafter.name == "MTP (llama, starter-head)"
+
+
 def test_memory_bytes_counts_weights_and_cache(built):
     loaded = loaded_of(built["qwen3_5"])
     drafter, _ = registry.best_drafter(loaded)
