@@ -42,10 +42,10 @@ def _canonical_names(source: HeadSource) -> dict[str, str]:
     return out
 
 
-def _block_count(names) -> int:
+def _block_count(names, where: str) -> int:
     found = {int(m.group(1)) for n in names if (m := re.match(r"layers\.(\d+)\.", n))}
     if found != set(range(len(found))):
-        raise DecoderError(f"decoder blocks {sorted(found)} are not numbered 0..n-1")
+        raise DecoderError(f"{where}: decoder blocks {sorted(found)} are not numbered 0..n-1")
     return len(found)
 
 
@@ -53,7 +53,10 @@ def load_head(source: HeadSource, loaded) -> HeadBundle:
     where = source.label
     names = _canonical_names(source)
     missing = [r for r in _REQUIRED if r not in names]
-    n_blocks = _block_count(names)
+    n_blocks = _block_count(names, where)
+    declared = source.own.get("num_layers")
+    if declared and n_blocks and int(declared) != n_blocks:
+        raise DecoderError(f"{where}: config says {declared} block(s), the weights hold {n_blocks}")
     if missing or n_blocks == 0:
         missing += [] if n_blocks else ["layers.0.*"]
         raise DecoderError(
