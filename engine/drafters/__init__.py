@@ -42,6 +42,7 @@ def create_drafter(loaded, settings: DecoderSettings) -> tuple[Drafter | None, s
 
 def _plain_model(name: str):
     """The folder of ``name`` when it is an ordinary language model (a draft model)."""
+    from engine.compat import decoder_info
     from engine.errors import ModelNotFound
     from engine.library import read_config, resolve_model
 
@@ -50,11 +51,8 @@ def _plain_model(name: str):
         config = read_config(path)
     except ModelNotFound:
         return None
-    model_type = str(config.get("model_type", ""))
-    archs = " ".join(config.get("architectures") or [])
-    if model_type.endswith("_mtp") or "lookahead_decoder" in config or "NextN" in archs:
-        return None
-    return path
+    # Decoder repos (MTP heads, NextN exports, sidecars) go to the MTP registry.
+    return None if decoder_info(path, config) is not None else path
 
 
 def _draft_model_drafter(loaded, path):
