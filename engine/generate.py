@@ -206,10 +206,13 @@ class Generation:
         while reason is None:
             if self.cancel.is_set():
                 return "cancelled"
+            k = self.policy.next_k() if self.drafter is not None else 0
             if self.drafter is None:
                 reason, last = self._plain_steps(last)
+            elif k == 0:  # the policy paused drafting: decode a stretch at full speed
+                reason, last = self._plain_steps(last, self.policy.plain_tokens())
             else:
-                reason, last = self._speculative_round(last, self.policy.next_k())
+                reason, last = self._speculative_round(last, k)
                 self._maybe_stats()
         return reason
 
@@ -225,31 +228,43 @@ class Generation:
 
     # ------------------------------------------------------------ plain decoding
 
-    def _plain_graph(self, y: mx.array):
-        """Queue one decoding step for token y (lazy); returns (token, record arrays)."""
-        logits, _ = forward(self.model, y.reshape(1, 1), self.cache, False)
+    def _plain_graph(self, y: mx.array, want_hidden: bool):
+        """Queue one decoding step for token y (lazy): (token, record arrays, hidden)."""
+        logits, hidden = forward(self.model, y.reshape(1, 1), self.cache, want_hidden)
         display, sampling_lp = self._score_rows(logits[:, -1, :], [])
         token = self.sampler.sample(sampling_lp)
         arrays = self._record_arrays(display, token)
-        mx.async_eval(token, *arrays)
-        return token, arrays
+        mx.async_eval(token, *arrays, *([hidden] if hidden is not None else []))
+        return token, arrays, hidden
 
-    def _plain_steps(self, last: int) -> tuple[str | None, int]:
-        """Decode without a drafter until finished.
+    def _plain_steps(self, last: int, limit: int | None = None) -> tuple[str | None, int]:
+        """Decode without drafts: until finished, or for ``limit`` tokens.
 
         Pipelined: step n+1 is queued (fed the still-lazy token n) before token n
         is read. Repetition penalties need each token in Python first, so they run
-        one step at a time.
+        one step at a time. With a drafter attached (drafting paused by the
+        policy), the stretch is handed to it in one batch at the end.
         """
         pipelined = self.settings.repetition_penalty == 1.0
+        want_hidden = self.drafter is not None and self.drafter.needs_hidden
+        fed = [last]
+        hiddens = []
+        t0 = time.perf_counter()
         self.cache_tokens.append(last)
-        pending = self._plain_graph(mx.array([last]))
+        pending = self._plain_graph(mx.array([last]), want_hidden)
         while True:
-            token, arrays = pending
+            token, arrays, hidden = pending
+            if hidden is not None:
+                hiddens.append(hidden[0])
             self.counters.verify_rounds += 1
-            ahead = pipelined and len(self.stream.token_ids) + 1 < self.settings.max_tokens
+            emitted = len(fed)
+            ahead = (
+                pipelined
+                and len(self.stream.token_ids) + 1 < self.settings.max_tokens
+                and (limit is None or emitted < limit)
+            )
             if ahead:
-                pending = self._plain_graph(token)
+                pending = self._plain_graph(token, want_hidden)
             value = int(token.item())
             if ahead:
                 self.cache_tokens.append(value)
@@ -263,9 +278,16 @@ class Generation:
                     mx.eval(pending[0], *pending[1])
                 return reason, value
             self._maybe_stats()
+            if limit is not None and emitted >= limit:
+                if self.drafter is not None:
+                    h = mx.concatenate(hiddens, axis=0) if hiddens else None
+                    self.drafter.commit(fed, value, h)
+                self.policy.record_plain(emitted, time.perf_counter() - t0)
+                return None, value
+            fed.append(value)
             if not ahead:
                 self.cache_tokens.append(value)
-                pending = self._plain_graph(mx.array([value]))
+                pending = self._plain_graph(mx.array([value]), want_hidden)
 
     # ------------------------------------------------------------ speculation
 

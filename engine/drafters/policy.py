@@ -1,64 +1,65 @@
 """How many tokens to draft next round (k), adaptive by default.
 
 Fixed k is what the user set. Adaptive k follows recent acceptance: it grows while
-whole drafts are accepted, shrinks when they are rejected, and drops to 0 (no
-drafting) when measured throughput says drafting does not pay, probing again
-from time to time. This keeps a poor drafter from being much slower than none.
+whole drafts are accepted and shrinks when they are rejected. Throughput decides
+whether drafting pays at all: a short undrafted stretch first measures plain
+decoding, and whenever drafting runs slower than that, drafting pauses for a
+longer stretch (decoded at full, pipelined speed) before it is tried again. This
+keeps a poor drafter from being much slower than none.
 """
 
 from __future__ import annotations
 
 DEFAULT_MAX_K = 4
-PROBE_EVERY = 32  # rounds without drafting before trying again
+CALIBRATION_TOKENS = 6  # undrafted tokens that set the plain-decoding baseline
+PAUSE_TOKENS = 48  # undrafted tokens after drafting lost to plain decoding
+MARGIN = 0.97  # drafting must keep at least this share of plain speed
+MIN_ROUNDS = 4  # drafted rounds before throughput is judged
 
 
 class DraftLengthPolicy:
     def __init__(self, k: int | None = None, adaptive: bool = True, k_max: int = DEFAULT_MAX_K):
-        self.fixed = k is not None and not adaptive
+        self.adaptive = adaptive
         self.k_max = k if k is not None else k_max
         self.k = self.k_max
-        self.adaptive = adaptive and not self.fixed
-        self._rest = 0
-        # A few undrafted rounds first, to know what drafting must beat.
-        self._calibrate = 2 if self.adaptive else 0
-        # A few undrafted rounds first, to know what drafting must beat.
-        self._calibrate = 2 if self.adaptive else 0
+        self._paused = adaptive  # the first stretch is the calibration
+        self._plain_run = CALIBRATION_TOKENS
         # Exponential moving averages of tokens per second with and without drafts.
         self._tps_draft: float | None = None
         self._tps_plain: float | None = None
+        self._rounds = 0  # drafted rounds since drafting (re)started
 
     def next_k(self) -> int:
-        if not self.adaptive:
-            return self.k
-        if self._calibrate > 0:
-            self._calibrate -= 1
-            return 0
-        if self.k == 0:
-            self._rest += 1
-            if self._rest >= PROBE_EVERY:
-                self._rest = 0
-                self.k = 1
-        return self.k
+        """Draft tokens for the next round; 0 means decode ``plain_tokens()`` undrafted."""
+        return 0 if self._paused else self.k
+
+    def plain_tokens(self) -> int:
+        return self._plain_run
+
+    def record_plain(self, tokens: int, seconds: float) -> None:
+        """An undrafted stretch ended; drafting resumes (from k = 1 after a pause)."""
+        if seconds > 0 and tokens > 1:
+            self._tps_plain = _ema(self._tps_plain, tokens / seconds, alpha=0.5)
+        if self._tps_draft is not None:  # a pause, not the calibration
+            self.k = 1
+            self._tps_draft = None  # judge the new attempt on its own
+        self._rounds = 0
+        self._paused = False
 
     def record_round(self, drafted: int, accepted: int, seconds: float) -> None:
-        if not self.adaptive or seconds <= 0:
+        if not self.adaptive or seconds <= 0 or drafted == 0:
             return
-        tps = (accepted + 1) / seconds
-        if drafted == 0:
-            self._tps_plain = _ema(self._tps_plain, tps)
-            return
-        self._tps_draft = _ema(self._tps_draft, tps)
+        self._rounds += 1
+        self._tps_draft = _ema(self._tps_draft, (accepted + 1) / seconds)
         if accepted == drafted:
             self.k = min(self.k + 1, self.k_max)
         elif accepted == 0:
             self.k = max(self.k - 1, 1)
-        if (
-            self._tps_plain is not None
-            and self._tps_draft is not None
-            and self._tps_draft < 0.97 * self._tps_plain
-        ):
-            self.k = 0
+        losing = self._tps_plain is not None and self._tps_draft < MARGIN * self._tps_plain
+        if losing and self._rounds >= MIN_ROUNDS:
+            self._paused = True
+            self._plain_run = PAUSE_TOKENS
 
 
-def _ema(old: float | None, new: float, alpha: float = 0.2) -> float:
+def _ema(old: float | None, new: float, alpha: float = 0.3) -> float:
     return new if old is None else (1 - alpha) * old + alpha * new

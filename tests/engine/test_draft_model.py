@@ -183,3 +183,29 @@ def test_rejection_rule_preserves_the_target_distribution():
             counts[draft if a == 1 else bonus] += 1
         for tok, prob in enumerate(p.tolist()):
             assert abs(counts[tok] / n - prob) < 0.03, (draft, tok, counts)
+
+
+def test_adaptive_k_pauses_a_poor_drafter_and_stays_lossless(service, models):
+    """A random draft model loses to plain decoding: the policy pauses it (stretches
+    decoded undrafted and handed to the drafter in one batch) and output is unchanged."""
+    sampling = SamplingSettings(max_tokens=120, max_loop_count=0)
+    plain = generate(service, models["target"], "ap", "Hello world", sampling=sampling)
+    events = list(
+        service.stream(
+            Generate(
+                "aa",
+                models["target"],
+                prompt="Hello world",
+                sampling=sampling,
+                decoder=DecoderSettings(models["other"]),  # adaptive by default
+            )
+        )
+    )
+    final = events[-1]
+    assert isinstance(final, Finished)
+    assert final.token_ids == plain.token_ids
+    # Some rounds carried drafts, and more than the calibration went undrafted.
+    from engine.drafters.policy import CALIBRATION_TOKENS
+
+    assert final.stats.draft_rounds > 0
+    assert final.stats.verify_rounds - final.stats.draft_rounds > CALIBRATION_TOKENS
