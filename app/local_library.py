@@ -31,6 +31,7 @@ from app.model_rows import (
     DownloadAction,
     ElidedLabel,
     EmptyState,
+    ThemedIcon,
     join_meta,
     models_qss,
 )
@@ -194,11 +195,7 @@ class DecoderLine(QWidget):
         super().__init__(parent)
         self.match = match
         dec = match.decoder
-        icon = QLabel(self)
-        pal = theme.current()
-        icon.setPixmap(
-            theme.icon("pairs", pal.accent if match.pairing.ok else pal.faint, 16).pixmap(16, 16)
-        )
+        icon = ThemedIcon("pairs", "accent" if match.pairing.ok else "faint", 16, self)
         self.name = ElidedLabel(dec.id, self)
         self.name.setToolTip(f"{dec.id}\n{dec.path}")
         verdict = "pairs with it" if match.pairing.ok else "does not pair"
@@ -247,19 +244,18 @@ class PendingRow(QFrame):
         self.discard_button = IconButton("trash", "Discard the partial download", self, 16)
         self.discard_button.clicked.connect(lambda: self.sig_discard.emit(pending.repo_id))
         manager.sig_progress.connect(self._on_manager_progress)
-        title = QHBoxLayout()
-        title.addWidget(self.name, 1)
-        title.addWidget(self.discard_button)
-        status = QHBoxLayout()
-        status.setSpacing(10)
-        status.addWidget(self.meta, 1)
-        status.addWidget(self.action)
-        layout = QVBoxLayout(self)
+        # Laid out like a search row: text on the left, the download control on the right.
+        text = QVBoxLayout()
+        text.setSpacing(3)
+        text.addWidget(self.name)
+        text.addWidget(self.meta)
+        text.addWidget(self.action.message)
+        layout = QHBoxLayout(self)
         layout.setContentsMargins(14, 10, 10, 10)
-        layout.setSpacing(4)
-        layout.addLayout(title)
-        layout.addLayout(status)
-        layout.addWidget(self.action.message)
+        layout.setSpacing(10)
+        layout.addLayout(text, 1)
+        layout.addWidget(self.action)
+        layout.addWidget(self.discard_button)
 
     @staticmethod
     def _meta(done: int, total: int) -> str:
@@ -468,6 +464,6 @@ def _demo(_bridge, _catalog) -> LocalLibrary:
 
 
 if __name__ == "__main__":
-    from app.demo import run_demo
+    from app.models_page import demo_main
 
-    run_demo(_demo)
+    demo_main(_demo)

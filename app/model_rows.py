@@ -118,14 +118,31 @@ class ElidedLabel(QLabel):
         super().setText(shown)
 
 
+class ThemedIcon(QLabel):
+    """An icon as a label, in a palette colour (``role``), re-tinted when the theme changes."""
+
+    def __init__(self, name: str, role: str, size: int = 16, parent: QWidget | None = None):
+        super().__init__(parent)
+        self._name, self._role, self._size = name, role, size
+        self.setFixedSize(size, size)
+        theme.manager().sig_changed.connect(self._on_theme_changed)
+        self._on_theme_changed(theme.current())
+
+    def set_icon(self, name: str) -> None:
+        self._name = name
+        self._on_theme_changed(theme.current())
+
+    def _on_theme_changed(self, pal: theme.Palette) -> None:
+        colour = getattr(pal, self._role)
+        self.setPixmap(theme.icon(self._name, colour, self._size).pixmap(self._size, self._size))
+
+
 class EmptyState(QWidget):
     """A centred icon, a line of text and an optional button (empty lists, errors)."""
 
     def __init__(self, icon_name: str, parent: QWidget | None = None):
         super().__init__(parent)
-        self._icon_name = icon_name
-        self.icon = QLabel(self)
-        self.icon.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.icon = ThemedIcon(icon_name, "faint", 36, self)
         self.text = QLabel(self)
         self.text.setObjectName("ModelsEmpty")
         self.text.setAlignment(Qt.AlignmentFlag.AlignCenter)
@@ -138,23 +155,17 @@ class EmptyState(QWidget):
         layout.setContentsMargins(24, 24, 24, 24)
         layout.setSpacing(10)
         layout.addStretch(2)
-        layout.addWidget(self.icon)
+        layout.addWidget(self.icon, 0, Qt.AlignmentFlag.AlignHCenter)
         layout.addWidget(self.text)
         layout.addWidget(self.button, 0, Qt.AlignmentFlag.AlignHCenter)
         layout.addStretch(3)
-        theme.manager().sig_changed.connect(self._on_theme_changed)
-        self._on_theme_changed(theme.current())
 
     def show_text(self, text: str, icon_name: str | None = None, button: str = "") -> None:
         if icon_name:
-            self._icon_name = icon_name
-            self._on_theme_changed(theme.current())
+            self.icon.set_icon(icon_name)
         self.text.setText(text)
         self.button.setText(button)
         self.button.setVisible(bool(button))
-
-    def _on_theme_changed(self, pal: theme.Palette) -> None:
-        self.icon.setPixmap(theme.icon(self._icon_name, pal.faint, 36).pixmap(36, 36))
 
 
 class DownloadAction(QWidget):

@@ -26,6 +26,7 @@ from app.model_rows import (
     DownloadAction,
     ElidedLabel,
     EmptyState,
+    ThemedIcon,
     join_meta,
     models_qss,
 )
@@ -82,15 +83,14 @@ class SearchResultRow(QFrame):
         self.badges: list[Badge] = []
         if badge := mtp_badge(model.mtp, model.decoder):
             self.badges.append(badge)
-        self.lock: QLabel | None = None
+        self.lock: ThemedIcon | None = None
         if model.gated or model.private:
             what = "Gated" if model.gated else "Private"
             tip = (
                 f"{what} repo: accept its terms on the hub, then set HF_TOKEN=hf_... "
                 "(or run `hf auth login`) before downloading"
             )
-            self.lock = QLabel(self)
-            self.lock.setPixmap(theme.icon("lock", theme.current().warning, 14).pixmap(14, 14))
+            self.lock = ThemedIcon("lock", "warning", 14, self)
             self.lock.setToolTip(tip)
             self.badges.append(Badge(what, "gated", tip))
         if not model.is_mlx:
@@ -298,6 +298,6 @@ def _demo(_bridge, _catalog) -> SearchResults:
 
 
 if __name__ == "__main__":
-    from app.demo import run_demo
+    from app.models_page import demo_main
 
-    run_demo(_demo)
+    demo_main(_demo)

@@ -371,7 +371,9 @@ def serve_demo_hub(bytes_per_s: float = 4e6) -> object:
     return server
 
 
-if __name__ == "__main__":
+def demo_main(factory) -> None:
+    """``python -m app.<module> [--fake-hub] [demo options]``: with ``--fake-hub`` the
+    widget talks to serve_demo_hub() instead of whatever HF_ENDPOINT names."""
     import sys
 
     from app.demo import run_demo
@@ -380,4 +382,8 @@ if __name__ == "__main__":
     if "--fake-hub" in argv:
         argv.remove("--fake-hub")
         serve_demo_hub()
-    run_demo(_demo, argv)
+    sys.exit(run_demo(factory, argv))
+
+
+if __name__ == "__main__":
+    demo_main(_demo)

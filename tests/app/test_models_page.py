@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from PySide6.QtGui import QImage
+from PySide6.QtWidgets import QApplication
 
 from app.download_manager import DownloadFailure
 from app.local_library import LocalLibrary
@@ -220,11 +221,21 @@ def test_one_download_per_repo(qtbot, page, published):
     assert page.manager.running() == []
 
 
-def test_the_page_runs_on_its_own_against_a_fake_hub(tmp_path):
-    shot = tmp_path / "models.png"
+def test_theme_switch_restyles_the_page(qtbot, page):
+    from app import theme
+
+    light = theme.apply_theme(QApplication.instance(), "light")
+    assert light.surface in page.results.styleSheet()
+    assert light.surface in page.library.styleSheet()
+    theme.apply_theme(QApplication.instance(), "dark")
+
+
+@pytest.mark.parametrize("module", ["models_page", "model_search", "local_library"])
+def test_each_widget_runs_on_its_own_against_a_fake_hub(module, tmp_path):
+    shot = tmp_path / f"{module}.png"
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen", LOOKAHEAD_HOME=str(tmp_path / "home"))
     result = subprocess.run(
-        [sys.executable, "-m", "app.models_page", "--fake-hub", "--screenshot", str(shot),
+        [sys.executable, "-m", f"app.{module}", "--fake-hub", "--screenshot", str(shot),
          "--wait", "2", "--size", "1100x700"],
         env=env, cwd=Path(__file__).parents[2], capture_output=True, text=True, timeout=120,
     )  # fmt: skip
