@@ -18,6 +18,8 @@ from mlx_lm.models.cache import (
     trim_prompt_cache,
 )
 
+from engine.prompt_cache_disk import DiskPromptCache, model_key
+
 
 def new_cache(model) -> list:
     return make_prompt_cache(model)
@@ -92,20 +94,27 @@ class _Entry:
 class PromptCacheStore:
     """In-memory caches of recent generations, a few per model. Engine thread only."""
 
-    def __init__(self, per_model: int = 2):
+    def __init__(self, per_model: int = 2, disk: DiskPromptCache | None = None):
         self.per_model = per_model
         self._entries: dict[str, list[_Entry]] = {}
+        self.disk = disk  # optional persistent tier ("cache prompts"); consulted when enabled
+        self._prompt: list[int] = []  # the ids of the last take(): the prompt of the next put()
 
     def take(self, loaded, ids: list[int]) -> tuple[list, int]:
         """A cache holding the longest cached prefix of ids (at most len(ids) - 1
         positions, so the last prompt token is always computed) and its length."""
         entries = self._entries.get(str(loaded.path), [])
+        self._prompt = ids
         best, best_len = None, 0
         for e in entries:
             n = common_prefix(e.tokens, ids)
             if n > best_len:
                 best, best_len = e, n
         keep = min(best_len, len(ids) - 1)
+        if self.disk is not None and self.disk.enabled:
+            found = self._take_from_disk(loaded, ids, keep)
+            if found is not None:
+                return found
         if best is None or keep <= 0 or not can_trim_prompt_cache(best.cache):
             return new_cache(loaded.model), 0
         entries.remove(best)
@@ -116,6 +125,25 @@ class PromptCacheStore:
         entries = self._entries.setdefault(str(loaded.path), [])
         entries.insert(0, _Entry(list(tokens), cache))
         del entries[self.per_model :]
+        if self.disk is not None and self.disk.enabled and can_trim_prompt_cache(cache):
+            n = len(self._prompt)
+            prompt_len = n if n and list(tokens[:n]) == list(self._prompt) else None
+            self.disk.save(model_key(loaded), list(tokens), cache, prompt_len)
+
+    def _take_from_disk(self, loaded, ids: list[int], in_memory: int) -> tuple[list, int] | None:
+        """A cache from disk when it covers more of ids than memory does."""
+        entry, n = self.disk.lookup(model_key(loaded), ids)
+        keep = min(n, len(ids) - 1)
+        if entry is None:
+            return None
+        if keep <= in_memory:
+            self.disk.touch(entry)  # used from memory: still recently used
+            return None
+        cache = self.disk.load(entry)
+        if cache is None or not can_trim_prompt_cache(cache):
+            return None
+        rollback(cache, len(entry.tokens) - keep)
+        return cache, keep
 
     def drop(self, loaded=None) -> None:
         if loaded is None:

@@ -17,6 +17,7 @@ import threading
 import traceback
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 from engine.errors import EngineError
 from engine.events import (
@@ -47,8 +48,21 @@ def new_request_id(prefix: str = "req") -> str:
 
 
 class EngineService:
-    def __init__(self, max_loaded_models: int = 2):
+    def __init__(
+        self,
+        max_loaded_models: int = 2,
+        cache_prompts: bool = False,
+        prompt_cache_dir: Path | None = None,
+        prompt_cache_max_bytes: int | None = None,
+    ):
+        """``cache_prompts``: keep prompt KV caches on disk too (they survive a restart);
+        ``prompt_cache_dir`` defaults to paths.cache_dir() / "prompt-cache"."""
+        from engine.prompt_cache_disk import DEFAULT_MAX_BYTES, DiskPromptCache
+
         self.max_loaded_models = max_loaded_models
+        self.prompt_cache_disk = DiskPromptCache(
+            prompt_cache_dir, prompt_cache_max_bytes or DEFAULT_MAX_BYTES, enabled=cache_prompts
+        )
         self._commands: queue.Queue = queue.Queue()
         self._subscribers: list[Subscriber] = []
         self._lock = threading.Lock()
@@ -76,6 +90,16 @@ class EngineService:
             self._commands.put(_STOP)
             self._stopped.wait(timeout)
             self._thread = None
+
+    @property
+    def cache_prompts(self) -> bool:
+        return self.prompt_cache_disk.enabled
+
+    @cache_prompts.setter
+    def cache_prompts(self, enabled: bool) -> None:
+        """Turn the disk tier of the prompt cache on or off (any thread; the next
+        request sees it)."""
+        self.prompt_cache_disk.enabled = bool(enabled)
 
     @property
     def alive(self) -> bool:
@@ -167,7 +191,7 @@ class EngineService:
     def _run(self) -> None:
         from engine.kv_cache import PromptCacheStore
 
-        self._cache_store = PromptCacheStore()
+        self._cache_store = PromptCacheStore(disk=self.prompt_cache_disk)
         while True:
             command = self._commands.get()
             if command is _STOP:
