@@ -247,7 +247,8 @@ def run_blocking(
     name: str = "hub-call",
 ) -> BlockingCall:
     """Call ``fn`` on a worker thread; ``on_done(value)`` or ``on_failed(exc)`` run on the
-    GUI thread. Pass bound methods of QObjects: Qt drops the call if the object is gone."""
+    GUI thread. Call it from the GUI thread, and pass bound methods of QObjects: Qt drops
+    the call if the object is gone by then."""
     call = BlockingCall(fn, name)
     call.sig_done.connect(on_done)
     call.sig_failed.connect(on_failed)
