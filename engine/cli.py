@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "engine.commands.import_gguf",
     "engine.commands.hub",
     "engine.commands.bench",
+    "engine.commands.serve",
 )
 
 

@@ -3,12 +3,14 @@ least-recently-used eviction, broken files ignored, exactness kept."""
 
 from __future__ import annotations
 
+import openai
 import pytest
 
 from engine.events import Finished, Generate
 from engine.prompt_cache_disk import DiskPromptCache
 from engine.service import EngineService
 from engine.settings import SamplingSettings
+from tests.engine.test_server_support import running_server, tiny_library
 from tests.tiny_models import make_tiny_model
 
 S = SamplingSettings(max_tokens=4, max_loop_count=0, top_alternatives=0)
@@ -118,3 +120,25 @@ def test_another_model_never_reuses_an_entry(tiny, tmp_path):
     with_service(folder, lambda s: run(s, tiny, PREFIX + "q"))
     final = with_service(folder, lambda s: run(s, other, PREFIX + "q"))
     assert final.stats.cached_prompt_tokens == 0
+
+
+def test_the_api_reports_cached_tokens_after_a_server_restart(tmp_path):
+    long_system = {"role": "system", "content": PREFIX * 2}
+
+    def ask(question: str) -> int:
+        svc = EngineService(cache_prompts=True, prompt_cache_dir=tmp_path / "cache").start()
+        try:
+            with running_server(svc) as server:
+                client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="x", max_retries=0)
+                reply = client.chat.completions.create(
+                    model="tiny-llama",
+                    messages=[long_system, {"role": "user", "content": question}],
+                    max_tokens=4,
+                )
+                return reply.usage.prompt_tokens_details.cached_tokens
+        finally:
+            svc.close()
+
+    with tiny_library(tmp_path / "lib"):
+        assert ask("first question") == 0
+        assert ask("second question") > len(long_system["content"])

@@ -1,0 +1,300 @@
+"""Ollama-compatible endpoints: /api/tags, /api/show, /api/chat, /api/generate,
+/api/version. Streams are newline-delimited JSON (Ollama streams by default);
+thinking text comes back in ``thinking``, errors as ``{"error": "..."}``."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+from fastapi import APIRouter, Request
+from fastapi.responses import StreamingResponse
+from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
+
+from engine.events import ChatMessage, Failed, Finished, Generate, LoadModel, TokenEvent
+from engine.server.bridge import EngineRun, collect, first_output, replay
+from engine.server.catalog import Target
+from engine.server.context import ApiContext, failure
+from engine.server.errors import ApiError
+from engine.server.params import (
+    bad,
+    new_id,
+    ollama_messages,
+    ollama_sampling,
+    thinking_from_ollama,
+)
+from engine.server.replies import (
+    Delta,
+    ReplyAssembler,
+    ollama_timings,
+    ollama_token_logprobs,
+    whole_reply,
+)
+from engine.server.schemas import OllamaChatRequest, OllamaGenerateRequest, OllamaShowRequest
+from engine.server.tools import ToolFormat
+from engine.settings import DecoderSettings
+
+OLLAMA_VERSION = "0.12.0"  # what we answer /api/version with: clients gate features on it
+ERRORS: dict[int | str, dict] = {
+    400: {"description": "malformed JSON, a bad parameter or a refused request"},
+    401: {"description": "missing or wrong API key"},
+    404: {"description": "unknown model"},
+    413: {"description": "request body too large"},
+    429: {"description": "too many requests waiting"},
+}
+router = APIRouter(prefix="/api", tags=["Ollama"], responses=ERRORS)
+
+
+def _ctx(request: Request) -> ApiContext:
+    return request.app.state.ctx
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _line(data: dict) -> str:
+    return json.dumps(data, ensure_ascii=False) + "\n"
+
+
+# ------------------------------------------------------------------ listing
+
+
+@router.get("/version", summary="Server version (Ollama-compatible)")
+async def version() -> dict:
+    return {"version": OLLAMA_VERSION}
+
+
+@router.get("/tags", summary="Local models and their decoder variants")
+async def tags(request: Request) -> dict:
+    listing = await run_in_threadpool(_ctx(request).catalog.listing)
+    return {"models": [_tag(entry.id, entry.model) for entry in listing]}
+
+
+def _details(m) -> dict:
+    return {
+        "parent_model": "",
+        "format": "safetensors",
+        "family": m.model_type,
+        "families": [m.model_type],
+        "parameter_size": "",
+        "quantization_level": m.quantization or "",
+    }
+
+
+def _tag(name: str, m) -> dict:
+    try:
+        modified = datetime.fromtimestamp(m.path.stat().st_mtime, UTC).isoformat()
+    except OSError:
+        modified = _now()
+    return {
+        "name": name,
+        "model": name,
+        "modified_at": modified,
+        "size": m.size_bytes,
+        "digest": hashlib.sha256(f"{name}|{m.path}|{m.revision}".encode()).hexdigest(),
+        "details": _details(m),
+    }
+
+
+@router.post("/show", summary="Details of one model")
+async def show(body: OllamaShowRequest, request: Request) -> dict:
+    ctx = _ctx(request)
+    name = body.model or body.name
+    if not name:
+        raise bad("model: required", "model")
+    target = await ctx.target(name)
+    if target.local is None:
+        raise ApiError(404, f"model {name!r} not found")
+    fmt = await ctx.tool_format(target)
+    m = target.local
+    capabilities = ["completion"]
+    if fmt.accepts_tools:
+        capabilities.append("tools")
+    if "enable_thinking" in fmt.template or "<think>" in fmt.template:
+        capabilities.append("thinking")
+    return {
+        "modelfile": f"FROM {m.path}\n",
+        "parameters": "",
+        "template": fmt.template,
+        "details": _details(m),
+        "model_info": {"general.architecture": m.model_type, "general.basename": m.id},
+        "capabilities": capabilities,
+        "modified_at": _tag(m.id, m)["modified_at"],
+    }
+
+
+# ------------------------------------------------------------------ generation
+
+
+def _check_common(body) -> None:
+    if body.format not in (None, "", {}):
+        raise bad("format: structured output is not supported", "format")
+
+
+async def _load_only(ctx: ApiContext, target: Target, request: Request) -> dict:
+    """An empty request loads the model, as Ollama does."""
+    run = ctx.bridge.open(LoadModel(new_id("load"), target.model))
+    events = await collect(run, request.receive)
+    if events and isinstance(events[-1], Failed):
+        raise failure(events[-1].message)
+    return {"model": target.served_as, "created_at": _now(), "done": True, "done_reason": "load"}
+
+
+@router.post("/chat", summary="Chat (NDJSON stream unless stream=false)")
+async def chat(body: OllamaChatRequest, request: Request):
+    ctx = _ctx(request)
+    _check_common(body)
+    target = await ctx.target(body.model)
+    if not body.messages:
+        result = await _load_only(ctx, target, request)
+        result["message"] = {"role": "assistant", "content": ""}
+        return result
+    fmt = await ctx.tool_format(target)
+    tools = None
+    if body.tools:
+        if not fmt.accepts_tools:
+            raise bad(f"{target.model} does not support tools", "tools")
+        tools = [t.model_dump(exclude_none=True) for t in body.tools]
+    top = (body.top_logprobs or 0) if body.logprobs else 0
+    command = Generate(
+        new_id("ollama"),
+        target.model,
+        messages=ollama_messages(body.messages, fmt),
+        thinking=thinking_from_ollama(body.think),
+        sampling=ollama_sampling(body.options, ctx.limits.max_tokens, top),
+        decoder=DecoderSettings(target.decoder),
+        tools=tuple(tools or ()),
+    )
+    return await _respond(ctx, request, command, target, fmt, tools, body, chat=True)
+
+
+@router.post("/generate", summary="Complete a prompt (NDJSON stream unless stream=false)")
+async def generate(body: OllamaGenerateRequest, request: Request):
+    ctx = _ctx(request)
+    _check_common(body)
+    if body.suffix:
+        raise bad("suffix: fill-in-the-middle is not supported", "suffix")
+    if body.images:
+        raise bad("images: this server runs text models only", "images")
+    if body.template:
+        raise bad("template: custom templates are not supported", "template")
+    target = await ctx.target(body.model)
+    if not body.prompt:
+        return await _load_only(ctx, target, request)
+    top = (body.top_logprobs or 0) if body.logprobs else 0
+    settings = ollama_sampling(body.options, ctx.limits.max_tokens, top)
+    common = dict(sampling=settings, decoder=DecoderSettings(target.decoder))
+    if body.raw:
+        command = Generate(new_id("ollama"), target.model, prompt=body.prompt, **common)
+    else:
+        messages = ([ChatMessage("system", body.system)] if body.system else []) + [
+            ChatMessage("user", body.prompt)
+        ]
+        command = Generate(
+            new_id("ollama"),
+            target.model,
+            messages=tuple(messages),
+            thinking=thinking_from_ollama(body.think),
+            **common,
+        )
+    return await _respond(ctx, request, command, target, None, None, body, chat=False)
+
+
+async def _respond(
+    ctx: ApiContext,
+    request: Request,
+    command: Generate,
+    target: Target,
+    fmt: ToolFormat | None,
+    tools: list | None,
+    body,
+    chat: bool,
+):
+    reply = ReplyAssembler(fmt, tools, command.sampling.stop)
+    top = (body.top_logprobs or 0) if body.logprobs else 0
+    shape = _Shape(target.served_as, chat, bool(body.logprobs), top)
+    run = ctx.bridge.open(command)
+    if body.stream:
+        try:
+            first = await first_output(run, request.receive)
+        except BaseException:
+            run.close()
+            raise
+        if first and isinstance(first[-1], Failed):
+            run.close()
+            raise failure(first[-1].message)
+        stream = _stream(replay(first, run), run, reply, shape)
+        return StreamingResponse(
+            stream, media_type="application/x-ndjson", background=BackgroundTask(run.close)
+        )
+    events = await collect(run, request.receive)
+    final = events[-1] if events else None
+    if isinstance(final, Failed):
+        raise failure(final.message)
+    if not isinstance(final, Finished):
+        raise ApiError(499, "the client went away")
+    total = whole_reply(reply, events, final)
+    return shape.final(total, reply, final)
+
+
+class _Shape:
+    """Ollama's reply objects, for chat or generate."""
+
+    def __init__(self, model: str, chat: bool, want_lp: bool, top: int):
+        self.model, self.chat, self.want_lp, self.top = model, chat, want_lp, top
+
+    def piece(self, d: Delta, done: bool = False) -> dict:
+        out: dict = {"model": self.model, "created_at": _now()}
+        if self.chat:
+            msg: dict = {"role": "assistant", "content": d.content}
+            if d.reasoning:
+                msg["thinking"] = d.reasoning
+            if d.calls:
+                msg["tool_calls"] = [
+                    {"function": {"name": c.name, "arguments": _args(c.arguments)}} for c in d.calls
+                ]
+            out["message"] = msg
+        else:
+            out["response"] = d.content
+            if d.reasoning:
+                out["thinking"] = d.reasoning
+        if self.want_lp and d.tokens:
+            out["logprobs"] = ollama_token_logprobs(d.tokens, self.top)
+        out["done"] = done
+        return out
+
+    def final(self, d: Delta, reply: ReplyAssembler, final: Finished) -> dict:
+        out = self.piece(d, done=True)
+        reason = reply.finish_reason(final)
+        out["done_reason"] = "stop" if reason == "tool_calls" else reason
+        out.update(ollama_timings(final.stats))
+        if not self.chat:
+            out["context"] = list(final.prompt_token_ids) + list(final.token_ids)
+        return out
+
+
+def _args(arguments) -> dict:
+    if isinstance(arguments, dict):
+        return arguments
+    return {"value": arguments}  # Ollama's clients require an object
+
+
+async def _stream(
+    events: AsyncIterator, run: EngineRun, reply: ReplyAssembler, shape: _Shape
+) -> AsyncIterator[str]:
+    try:
+        async for event in events:
+            if isinstance(event, TokenEvent):
+                d = reply.token(event)
+                if d:
+                    yield _line(shape.piece(d))
+            elif isinstance(event, Finished):
+                yield _line(shape.final(reply.finish(event), reply, event))
+            elif isinstance(event, Failed):
+                yield _line({"error": failure(event.message).message})
+    finally:
+        run.close()
