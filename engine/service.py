@@ -241,15 +241,13 @@ class EngineService:
 
     def _load(self, rid: str, name: str, settings):
         """The loaded model for name (loading it, and evicting the oldest, if needed)."""
-        from engine.model_loader import load_model
-
         key = f"{name}|{settings.dtype}"
         loaded = self._models.get(key)
         if loaded is None:
             while len(self._models) >= self.max_loaded_models:
                 _, old = self._models.popitem(last=False)
                 self._cache_store.drop(old)
-            loaded = load_model(
+            loaded = self._load_model(
                 name,
                 settings,
                 progress=lambda stage, f: self._emit(LoadProgress(rid, name, stage, f)),
@@ -257,6 +255,13 @@ class EngineService:
             self._models[key] = loaded
         self._models.move_to_end(key)
         return loaded
+
+    def _load_model(self, name: str, settings, progress):
+        """Where the weights go: this process. engine.distributed's service overrides it
+        to spread a model over several machines."""
+        from engine.model_loader import load_model
+
+        return load_model(name, settings, progress=progress)
 
     def _drafter(self, loaded, decoder):
         """(drafter or None, note): ``auto`` falls back quietly, with a note saying why."""
