@@ -134,7 +134,7 @@ class PromptCacheStore:
         """A cache from disk when it covers more of ids than memory does."""
         entry, n = self.disk.lookup(model_key(loaded), ids)
         keep = min(n, len(ids) - 1)
-        if entry is None:
+        if entry is None or keep < self.disk.min_tokens:  # a few tokens: not worth a load
             return None
         if keep <= in_memory:
             self.disk.touch(entry)  # used from memory: still recently used
