@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "engine.commands.hub",
     "engine.commands.bench",
     "engine.commands.serve",
+    "engine.commands.train_mtp",
 )
 
 
