@@ -14,7 +14,15 @@ from fastapi.responses import StreamingResponse
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
-from engine.events import ChatMessage, Failed, Finished, Generate, LoadModel, TokenEvent
+from engine.events import (
+    ChatMessage,
+    Failed,
+    Finished,
+    Generate,
+    LoadModel,
+    TokenEvent,
+    UnloadModel,
+)
 from engine.server.bridge import EngineRun, collect, first_output, replay
 from engine.server.catalog import Target
 from engine.server.context import ApiContext, failure
@@ -135,13 +143,22 @@ def _check_common(body) -> None:
         raise bad("format: structured output is not supported", "format")
 
 
-async def _load_only(ctx: ApiContext, target: Target, request: Request) -> dict:
-    """An empty request loads the model, as Ollama does."""
-    run = ctx.bridge.open(LoadModel(new_id("load"), target.model))
-    events = await collect(run, request.receive)
+def _unloads(keep_alive) -> bool:
+    return keep_alive is not None and str(keep_alive).strip() in ("0", "0s", "0m", "0.0")
+
+
+async def _load_only(ctx: ApiContext, target: Target, request: Request, keep_alive) -> dict:
+    """An empty request loads the model, or with keep_alive 0 unloads it, as in Ollama."""
+    unload = _unloads(keep_alive)
+    if unload:
+        command = UnloadModel(new_id("unload"), target.model)
+    else:
+        command = LoadModel(new_id("load"), target.model)
+    events = await collect(ctx.bridge.open(command), request.receive)
     if events and isinstance(events[-1], Failed):
         raise failure(events[-1].message)
-    return {"model": target.served_as, "created_at": _now(), "done": True, "done_reason": "load"}
+    reason = "unload" if unload else "load"
+    return {"model": target.served_as, "created_at": _now(), "done": True, "done_reason": reason}
 
 
 @router.post("/chat", summary="Chat (NDJSON stream unless stream=false)")
@@ -150,7 +167,7 @@ async def chat(body: OllamaChatRequest, request: Request):
     _check_common(body)
     target = await ctx.target(body.model)
     if not body.messages:
-        result = await _load_only(ctx, target, request)
+        result = await _load_only(ctx, target, request, body.keep_alive)
         result["message"] = {"role": "assistant", "content": ""}
         return result
     fmt = await ctx.tool_format(target)
@@ -184,7 +201,7 @@ async def generate(body: OllamaGenerateRequest, request: Request):
         raise bad("template: custom templates are not supported", "template")
     target = await ctx.target(body.model)
     if not body.prompt:
-        return await _load_only(ctx, target, request)
+        return await _load_only(ctx, target, request, body.keep_alive)
     top = (body.top_logprobs or 0) if body.logprobs else 0
     settings = ollama_sampling(body.options, ctx.limits.max_tokens, top)
     common = dict(sampling=settings, decoder=DecoderSettings(target.decoder))

@@ -254,6 +254,9 @@ def test_ollama_chat_and_generate(oll, service):
     assert raw[-1].done and "".join(p.response for p in raw)
     loaded = oll.generate(model="tiny-llama", prompt="")
     assert loaded.done_reason == "load"
+    unloaded = oll.generate(model="tiny-llama", prompt="", keep_alive=0)
+    assert unloaded.done_reason == "unload"
+    assert oll.chat(model="tiny-llama", messages=HI, options=options).message.content == expected
 
 
 def test_ollama_tools_and_thinking(oll):

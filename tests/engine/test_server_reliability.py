@@ -185,6 +185,36 @@ def test_start_stop_restart_and_port_in_use(service):
     assert service.alive  # the engine outlives its servers
 
 
+def test_stopping_ends_open_streams_and_cancels_their_generations(service):
+    log = FinishedLog(service)
+    server = ApiServer(service, port=0)
+    url = server.start()
+    got: list[str] = []
+
+    def stream() -> None:
+        with httpx.stream(
+            "POST", url + "/v1/chat/completions", json={**ENDLESS, "stream": True}, timeout=60
+        ) as r:
+            got.extend(r.iter_lines())
+
+    reader = threading.Thread(target=stream)
+    try:
+        reader.start()
+        deadline = time.time() + 30
+        while not got and time.time() < deadline:
+            time.sleep(0.05)
+        started = time.time()
+        server.stop()
+        assert time.time() - started < 8
+        reader.join(10)
+        assert not reader.is_alive()
+        log.wait_for("cancelled")
+        assert service.alive
+    finally:
+        log.unsubscribe()
+        server.stop()
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
