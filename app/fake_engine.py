@@ -3,7 +3,13 @@
 Same API (start / subscribe / submit / cancel / close), same events, no MLX. One
 worker thread runs requests one at a time, like the real service, and streams
 plausible tokens (thinking text, markdown, a code block, drafted/accepted flags,
-top alternatives) at ``tokens_per_second``. Subscribers are called on that thread.
+top-10 alternatives) at ``tokens_per_second``. Subscribers are called on that thread.
+
+Replay and continuation behave like the real engine in miniature: prompts are token
+ids of a small deterministic vocabulary (``fake_token_id``), a request whose prompt
+ends inside a reply (``prompt_tokens`` from a replay, or ``continue_final``) carries
+on from that point in the script (a ``</think>`` in the prefix ends the thinking), and
+a prompt cache reports how many prompt tokens an earlier request already computed.
 """
 
 from __future__ import annotations
@@ -12,12 +18,24 @@ import itertools
 import math
 import queue
 import random
-import re
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 from app.catalog import LOOKUP, DecoderOption, ModelCatalog, ModelEntry
+from app.fake_script import (
+    END_MARK,
+    ROLE_MARKS,
+    THINK_CLOSE,
+    THINK_OPEN,
+    VOCAB,
+    after_last,
+    fake_decode,
+    fake_token_id,
+    render_prompt,
+    script_after,
+)
 from engine.events import (
     Alternative,
     Cancel,
@@ -39,31 +57,7 @@ from engine.events import (
 Subscriber = Callable[[Event], None]
 _STOP = object()
 _ids = itertools.count(1)
-
-THINKING = (
-    "The user wants a short, practical answer. I should show a small example, "
-    "keep it idiomatic, and mention the edge case people usually trip over. "
-    "A code block will make it concrete."
-)
-
-ANSWER = """Here is a **compact** way to do it in Python:
-
-```python
-def fizzbuzz(n: int) -> list[str]:
-    out = []
-    for i in range(1, n + 1):
-        word = ("Fizz" if i % 3 == 0 else "") + ("Buzz" if i % 5 == 0 else "")
-        out.append(word or str(i))
-    return out
-```
-
-A few notes:
-
-- Building the word by concatenation avoids a separate `% 15` check.
-- `word or str(i)` falls back to the number when neither rule matched.
-- For large `n`, yield the items instead of building a list.
-
-That keeps it *readable* and easy to test."""
+PROMPT_CACHE_SIZE = 8  # sequences the fake prompt cache remembers
 
 FAKE_MODELS = (
     ModelEntry(
@@ -85,8 +79,6 @@ FAKE_MODELS = (
     ),
 )
 
-_VOCAB = ("the", " a", " it", " and", " to", " of", " in", ",", ".", " is", " for", "\n", " you")
-
 
 def fake_catalog() -> ModelCatalog:
     """A catalog with two scripted models; ``refresh`` keeps them."""
@@ -96,11 +88,6 @@ def fake_catalog() -> ModelCatalog:
             return self.models()
 
     return _Fake(list(FAKE_MODELS))
-
-
-def _split_tokens(text: str) -> list[str]:
-    # Word pieces with their leading space, like a BPE tokenizer's output.
-    return re.findall(r"\s*[A-Za-z]+|\s*\d|\s*[^\sA-Za-z\d]|\s+", text)
 
 
 class FakeEngineService:
@@ -117,6 +104,7 @@ class FakeEngineService:
         self.load_seconds = load_seconds
         self.acceptance = acceptance
         self._rng = random.Random(seed)
+        self._prompt_cache: list[tuple[int, ...]] = []  # engine thread only
         self._commands: queue.Queue = queue.Queue()
         self._subscribers: list[Subscriber] = []
         self._lock = threading.Lock()
@@ -206,18 +194,22 @@ class FakeEngineService:
 
     def _generate(self, cmd: Generate) -> None:
         rid = cmd.request_id
-        # Scripted behaviour follows the newest message only.
-        prompt_text = (cmd.messages[-1].content if cmd.messages else "") + (cmd.prompt or "")
+        ids = render_prompt(cmd)
+        # Scripted behaviour follows the newest user message only.
+        user = after_last(ids, ROLE_MARKS["user"]) or []
+        end = fake_token_id(END_MARK)
+        prompt_text = fake_decode(user[: user.index(end)] if end in user else user)
+        if cmd.prompt is not None:
+            prompt_text = cmd.prompt
         if "/fail" in prompt_text:
             self._emit(Failed(rid, "scripted failure: the prompt asked for one"))
             return
         self._load(rid, cmd.model)
-        n_prompt = max(8, len(_split_tokens(prompt_text)) + 12)
-        self._emit(PromptProgress(rid, n_prompt, n_prompt, 0))
-        pieces = [("thinking", t) for t in _split_tokens(THINKING)] if cmd.thinking != "off" else []
-        pieces += [("answer", t) for t in _split_tokens(ANSWER)]
-        if "/loop" in prompt_text:
-            pieces = pieces[:12] + [("answer", t) for t in _split_tokens(" and again") * 40]
+        reply = after_last(ids, ROLE_MARKS["assistant"])
+        prefix = fake_decode(reply or [])
+        pieces = script_after(prefix, loop="/loop" in prompt_text)
+        cached = self._cached_prefix(ids)
+        self._emit(PromptProgress(rid, len(ids), len(ids), cached))
         k = cmd.decoder.draft_tokens or 3
         drafting = cmd.decoder.enabled
         step = 1.0 / max(self.tokens_per_second, 1e-3)
@@ -236,7 +228,7 @@ class FakeEngineService:
                 break
             # One verify round: k drafts of which a prefix is accepted, plus one more.
             n_acc = 0
-            if drafting:
+            if drafting and out:  # the first token comes from the prompt, never a draft
                 while n_acc < k and rng.random() < self.acceptance:
                     n_acc += 1
                 drafted += k
@@ -263,28 +255,63 @@ class FakeEngineService:
             if now - last_stats >= 0.25:
                 last_stats = now
                 stats = self._stats(
-                    cmd, n_prompt, len(out), now - start, ttft, drafted, accepted, rounds
+                    cmd, len(ids), len(out), now - start, ttft, drafted, accepted, rounds
                 )
-                self._emit(StatsEvent(rid, stats))
+                self._emit(StatsEvent(rid, replace(stats, cached_prompt_tokens=cached)))
         elapsed = time.perf_counter() - start
         stats = self._stats(
-            cmd, n_prompt, len(out), elapsed, ttft, drafted, accepted, rounds, reason
+            cmd, len(ids), len(out), elapsed, ttft, drafted, accepted, rounds, reason
         )
+        generated = [fake_token_id(t) for _c, t in out]
+        self._remember(ids + generated)
         text = "".join(t for c, t in out if c == "answer")
-        reasoning = "".join(t for c, t in out if c == "thinking")
-        self._emit(Finished(rid, reason, text.strip(), reasoning.strip(), stats))
+        reasoning = "".join(t for c, t in out if c == "thinking" and t != THINK_CLOSE)
+        if not reply or reply == [fake_token_id(THINK_OPEN)]:
+            text, reasoning = text.strip(), reasoning.strip()  # a continuation keeps its spaces
+        self._emit(
+            Finished(
+                rid,
+                reason,
+                text,
+                reasoning,
+                replace(stats, cached_prompt_tokens=cached),
+                tuple(ids),
+                tuple(generated),
+            )
+        )
+
+    def _cached_prefix(self, ids: list[int]) -> int:
+        """Prompt tokens an earlier request computed (the last one is always computed)."""
+        best = 0
+        for seq in self._prompt_cache:
+            n = 0
+            for a, b in zip(seq, ids, strict=False):
+                if a != b:
+                    break
+                n += 1
+            best = max(best, n)
+        return min(best, len(ids) - 1)
+
+    def _remember(self, seq: list[int]) -> None:
+        self._prompt_cache.append(tuple(seq))
+        del self._prompt_cache[:-PROMPT_CACHE_SIZE]
 
     def _token(
         self, rid: str, index: int, channel: str, text: str, drafted: bool, rng: random.Random
     ) -> TokenEvent:
-        tid = abs(hash(text)) % 49152
-        p = rng.uniform(0.35, 0.99)
+        tid = fake_token_id(text)
+        # Mostly confident with the odd unsure pick, as small chat models are.
+        p = max(0.08, 1.0 - rng.betavariate(0.5, 8.0))
         rest = 1.0 - p
         alts = [Alternative(tid, text, p)]
-        for word in rng.sample(_VOCAB, 4):
+        others = [w for w in VOCAB if w != text]
+        if channel == "thinking" and text != THINK_CLOSE:
+            others[0] = THINK_CLOSE  # the way out of a reasoning loop, as real models offer it
+        for word in rng.sample(others[:1], 1) + rng.sample(others[1:], 8):
             share = rest * rng.uniform(0.2, 0.6)
             rest -= share
-            alts.append(Alternative(abs(hash(word)) % 49152, word, share))
+            alts.append(Alternative(fake_token_id(word), word, share))
+        alts.sort(key=lambda a: -a.prob)
         entropy = -sum(a.prob * math.log(a.prob) for a in alts if a.prob > 0)
         return TokenEvent(
             rid, index, tid, text, math.log(p), tuple(alts), entropy, channel, drafted, drafted

@@ -1,0 +1,139 @@
+"""The fake engine's script and tokenizer: what the scripted model says, as token ids.
+
+A tiny deterministic vocabulary (``fake_token_id``: the same ids in every process, so a
+stored reply replays after a restart), a chat template (``render_prompt``) that renders
+``continue_final`` like engine.chat, and ``script_after``: where the script carries on
+after a reply's first tokens. Plain Python; any thread.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+
+from engine.events import ChatMessage, Generate
+
+THINKING = (
+    "The user wants a short, practical answer. I should show a small example, "
+    "keep it idiomatic, and mention the edge case people usually trip over. "
+    "A code block will make it concrete."
+)
+
+ANSWER = """Here is a **compact** way to do it in Python:
+
+```python
+def fizzbuzz(n: int) -> list[str]:
+    out = []
+    for i in range(1, n + 1):
+        word = ("Fizz" if i % 3 == 0 else "") + ("Buzz" if i % 5 == 0 else "")
+        out.append(word or str(i))
+    return out
+```
+
+A few notes:
+
+- Building the word by concatenation avoids a separate `% 15` check.
+- `word or str(i)` falls back to the number when neither rule matched.
+- For large `n`, yield the items instead of building a list.
+
+That keeps it *readable* and easy to test."""
+
+VOCAB = ("the", " a", " it", " and", " to", " of", " in", ",", ".", " is", " for", "\n", " you")
+THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
+ROLE_MARKS = {role: f"<|{role}|>" for role in ("system", "user", "assistant", "tool")}
+END_MARK = "<|end|>"
+_TEXTS: dict[int, str] = {}  # fake vocabulary: id -> text
+
+
+def _split_tokens(text: str) -> list[str]:
+    # Word pieces with their leading space, like a BPE tokenizer's output.
+    return re.findall(r"\s*[A-Za-z]+|\s*\d|\s*[^\sA-Za-z\d]|\s+", text)
+
+
+def fake_token_id(text: str) -> int:
+    """A stable id for a piece of text (the same in every process), kept for decoding."""
+    tid = zlib.crc32(text.encode()) & 0x7FFFFFFF
+    _TEXTS.setdefault(tid, text)
+    return tid
+
+
+def fake_encode(text: str) -> list[int]:
+    return [fake_token_id(t) for t in _split_tokens(text)]
+
+
+def fake_decode(ids) -> str:
+    return "".join(_TEXTS.get(i, "") for i in ids)
+
+
+# The script's pieces decode in any process, so stored replies replay after a restart.
+for _piece in (
+    *ROLE_MARKS.values(),
+    END_MARK,
+    THINK_OPEN,
+    THINK_CLOSE,
+    *VOCAB,
+    *_split_tokens(THINKING),
+    *_split_tokens(ANSWER),
+    *_split_tokens(" and again"),
+):
+    fake_token_id(_piece)
+
+
+def render_prompt(cmd: Generate) -> list[int]:
+    """The fake chat template: role marks, content, and an open reply to continue."""
+    if cmd.prompt_tokens is not None:
+        return [int(t) for t in cmd.prompt_tokens]
+    if cmd.prompt is not None:
+        return fake_encode(cmd.prompt)
+    messages = list(cmd.messages)
+    final = messages.pop() if cmd.continue_final else None
+    ids: list[int] = []
+    for m in messages:
+        ids += [fake_token_id(ROLE_MARKS.get(m.role, ROLE_MARKS["user"])), *fake_encode(m.content)]
+        ids.append(fake_token_id(END_MARK))
+    ids.append(fake_token_id(ROLE_MARKS["assistant"]))
+    if final is not None:
+        ids += _reply_prefix_ids(final)
+    elif cmd.thinking != "off":
+        ids.append(fake_token_id(THINK_OPEN))
+    return ids
+
+
+def _reply_prefix_ids(m: ChatMessage) -> list[int]:
+    # As engine.chat.ChatFormat._continue_prefix: thinking stays open unless an answer follows.
+    if not m.reasoning:
+        return fake_encode(m.content)
+    ids = [fake_token_id(THINK_OPEN), *fake_encode(m.reasoning)]
+    if m.content:
+        ids += [fake_token_id(THINK_CLOSE), *fake_encode(m.content)]
+    return ids
+
+
+def after_last(ids: list[int], mark: str) -> list[int] | None:
+    tid = fake_token_id(mark)
+    for i in range(len(ids) - 1, -1, -1):
+        if ids[i] == tid:
+            return ids[i + 1 :]
+    return None
+
+
+def script_after(prefix: str, loop: bool = False) -> list[tuple[str, str]]:
+    """What the fake model says after a reply that begins with ``prefix`` (decoded text).
+
+    The prefix is taken to cover as many script pieces as it has tokens, whatever they
+    say; a ``</think>`` in it ends the thinking there (the inspector's way to steer)."""
+    thinking = prefix.lstrip().startswith(THINK_OPEN)
+    script = [("thinking", t) for t in _split_tokens(THINKING)] if thinking else []
+    close = len(script)
+    if thinking:
+        script.append(("thinking", THINK_CLOSE))
+    script += [("answer", t) for t in _split_tokens(ANSWER)]
+    if loop:
+        script = script[:12] + [("answer", t) for t in _split_tokens(" and again") * 40]
+    if not thinking:
+        return script[len(_split_tokens(prefix)) :]
+    body = prefix.lstrip()[len(THINK_OPEN) :]
+    if THINK_CLOSE in body:
+        answer = body.split(THINK_CLOSE, 1)[1]
+        return script[close + 1 + len(_split_tokens(answer)) :]
+    return script[min(len(_split_tokens(body)), close) :]
