@@ -2,7 +2,10 @@
 
 A pane owns one PaneTranscript and at most one request in flight. It listens to the
 bridge's signals (GUI thread, already coalesced to ~20 Hz) and ignores other panes'
-requests. ``python -m app.chat_pane`` shows one against the fake engine.
+requests. Clicking a token opens the token inspector in the pane's right drawer.
+Saving, branches, edits and replays are the conversation controller's job: the pane
+announces them (``sig_turn_started``, ``sig_*_requested``) and runs the commands it is
+given (``start``). ``python -m app.chat_pane`` shows one against the fake engine.
 """
 
 from __future__ import annotations
@@ -24,15 +27,18 @@ from PySide6.QtWidgets import (
 from app import theme
 from app.bridge import EngineBridge
 from app.catalog import ModelEntry
+from app.chat_styles import pane_qss
 from app.inference_controls import InferenceControls
 from app.metrics_plot import MetricsStrip
-from app.pane_model import PaneTranscript
+from app.pane_model import Message, PaneTranscript
+from app.token_inspector import TokenInspector
 from app.transcript_view import TranscriptView
 from app.widgets import IconButton
 from engine.events import Finished, Generate, GenerationStats, LoadProgress, ModelLoaded
 from engine.settings import SettingsError
 
 _request_ids = itertools.count(1)
+INSPECTOR_WIDTH = 276
 
 
 class ChatPane(QFrame):
@@ -48,6 +54,21 @@ class ChatPane(QFrame):
     """A suggested prompt was clicked in the empty transcript."""
     sig_notice = Signal(str)
     """Something the user should know that is not an error (e.g. a decoder fallback)."""
+    sig_turn_started = Signal(object, object)
+    """A reply was asked for: (the user Message it answers, the Generate command); the
+    reply is ``transcript.last``. Emitted before the command reaches the engine."""
+    sig_replay_requested = Signal(object, int, int)
+    """Replay a reply from a token: (Message, token index, chosen token id)."""
+    sig_edit_requested = Signal(object, str, str, bool, bool)
+    """Save an edit: (Message, content, reasoning, end the thinking, then generate)."""
+    sig_branch_requested = Signal(object, int)
+    """Show another version of a message: (Message, -1 or +1)."""
+    sig_continue_requested = Signal(object)
+    """Continue generating a reply (Message)."""
+    sig_retry_requested = Signal(object)
+    """Generate a reply again as a new version (Message)."""
+    sig_clone_requested = Signal(object)
+    """Clone the conversation up to a message into a new pane (Message)."""
 
     def __init__(self, bridge: EngineBridge, title: str = "Pane", parent: QWidget | None = None):
         super().__init__(parent)
@@ -55,6 +76,7 @@ class ChatPane(QFrame):
         self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
         self.bridge = bridge
         self.title = title
+        self.key = ""  # this pane's name in the conversation store, set by the controller
         self.transcript = PaneTranscript()
         self.request_id: str | None = None
         self._status = ""
@@ -120,6 +142,18 @@ class ChatPane(QFrame):
 
         self.view = TranscriptView(self)
         self.view.sig_suggestion.connect(self.sig_suggestion)
+        self.view.sig_token_clicked.connect(self.inspect)
+        self.view.sig_edit_submitted.connect(self.sig_edit_requested)
+        self.view.sig_branch.connect(self.sig_branch_requested)
+        self.view.sig_continue.connect(self.sig_continue_requested)
+        self.view.sig_retry.connect(self.sig_retry_requested)
+        self.view.sig_clone.connect(self.sig_clone_requested)
+        self.inspector = TokenInspector(self)
+        self.inspector.setFixedWidth(INSPECTOR_WIDTH)
+        self.inspector.hide()
+        self.inspector.sig_replay.connect(self.sig_replay_requested)
+        self.inspector.sig_token_changed.connect(self._on_inspector_token_changed)
+        self.inspector.sig_closed.connect(lambda: self._on_inspector_token_changed(None, -1))
         self.metrics = MetricsStrip(self)
         self.metrics.hide()  # shown from the first generation on; empty plots say nothing
         self.controls = InferenceControls(self)
@@ -138,6 +172,7 @@ class ChatPane(QFrame):
         row.setSpacing(0)
         row.addLayout(left, 1)
         row.addWidget(self.controls)
+        row.addWidget(self.inspector)
         outer = QVBoxLayout(self)
         outer.setContentsMargins(1, 1, 1, 1)
         outer.setSpacing(0)
@@ -146,9 +181,11 @@ class ChatPane(QFrame):
         for w in (self, self.view.viewport(), self.header, self.metrics):
             w.installEventFilter(self)
         theme.manager().sig_changed.connect(self._on_theme_changed)
+        self.setStyleSheet(pane_qss())
 
-    def _on_theme_changed(self, _pal: theme.Palette) -> None:
+    def _on_theme_changed(self, pal: theme.Palette) -> None:
         # A bound method, so Qt drops the connection when this widget is deleted.
+        self.setStyleSheet(pane_qss(pal))
         self._refresh_header()
 
     def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt override
@@ -157,9 +194,45 @@ class ChatPane(QFrame):
         return False
 
     def show_controls(self, on: bool) -> None:
+        if on and self.inspector.isVisible():
+            self.inspector.hide()  # one drawer at a time: a pane is narrow enough
+            self._on_inspector_token_changed(None, -1)
         self.controls.setVisible(on)
         if self.settings_button.isChecked() != on:
             self.settings_button.setChecked(on)
+
+    # ------------------------------------------------------------ token inspector
+
+    def inspect(self, message: Message, index: int) -> None:
+        """Open the token inspector on token ``index`` of ``message``."""
+        if not message.tokens:
+            return
+        self.show_controls(False)
+        widget = self.view.widget_for(message)
+        if widget is not None and not widget.tokens_mode:
+            widget.set_tokens_mode(True)
+        self.inspector.show_token(message, index)
+        self._refresh_inspector()
+
+    def _on_inspector_token_changed(self, message: Message | None, index: int) -> None:
+        for w in self.view.message_widgets:
+            w.select_token(index if w.message is message else None)
+
+    def _refresh_inspector(self) -> None:
+        m = self.inspector.message
+        if not self.inspector.isVisible() or m is None:
+            return
+        if not any(x is m for x in self.transcript.messages):
+            self.inspector.hide()  # its message went with another branch
+            return
+        if self.busy:
+            why = "Replay is available once the reply in progress ends."
+        elif m.id is None or not self.view.actions:
+            why = "This reply is not saved in a conversation, so it cannot be replayed."
+        else:
+            why = ""
+        self.inspector.set_replay_blocked(why)
+        self.inspector.refresh()
 
     def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
         super().resizeEvent(event)
@@ -216,18 +289,27 @@ class ChatPane(QFrame):
     def busy(self) -> bool:
         return self.request_id is not None
 
+    def new_request_id(self) -> str:
+        return f"{self.title.lower().replace(' ', '-')}-{next(_request_ids)}"
+
     def send(self, text: str) -> bool:
         """Add ``text`` as a user turn and ask for a reply. False if it cannot start now."""
+        if self.busy or not text.strip() or self.model_entry() is None:
+            return False
+        self.transcript.add_user(text.strip())
+        return self.ask()
+
+    def ask(self) -> bool:
+        """Ask for a reply to the transcript as it is (its last message is the user's)."""
         entry = self.model_entry()
-        if self.busy or not text.strip() or entry is None:
+        last = self.transcript.last
+        if self.busy or entry is None or last is None or last.role != "user":
             return False
         settings = self.controls.settings()
-        self.transcript.add_user(text.strip())
         self.transcript.start_assistant(entry.id, settings.to_dict())
-        rid = f"{self.title.lower().replace(' ', '-')}-{next(_request_ids)}"
         try:
             command = Generate(
-                request_id=rid,
+                request_id=self.new_request_id(),
                 model=entry.id,
                 messages=self.transcript.chat_messages(settings.system_prompt),
                 thinking=settings.thinking,
@@ -238,15 +320,33 @@ class ChatPane(QFrame):
             self.transcript.fail(str(e))
             self._sync_view()
             return False
-        self.request_id = rid
+        self.sig_turn_started.emit(last, command)
+        self.start(command)
+        return True
+
+    def start(self, command: Generate) -> None:
+        """Run ``command``; its events stream into ``transcript.last``."""
+        self.request_id = command.request_id
         self._status = "Waiting for the engine\u2026"
-        self.metrics.reset(drafting=settings.decoder.enabled)
+        self.metrics.reset(drafting=command.decoder.enabled)
         self.metrics.show()
         self.bridge.submit(command)
         self._sync_view()
         self.sig_busy_changed.emit(True)
         self._refresh_header()
-        return True
+
+    def set_messages(self, messages: list[Message], start: int = 0) -> None:
+        """Show ``messages`` from position ``start`` on (a loaded conversation, a branch)."""
+        self.transcript.replace_from(start, messages)
+        if start == 0:
+            self.metrics.hide()
+        self._sync_view()
+        self._refresh_header()
+
+    def set_actions_enabled(self, on: bool) -> None:
+        """Offer edit, versions, continue, retry, clone and replay (they need a store)."""
+        self.view.set_actions(on)
+        self._refresh_inspector()
 
     def stop(self) -> None:
         if self.request_id is not None:
@@ -269,9 +369,11 @@ class ChatPane(QFrame):
             self._status = ""
             self.sig_busy_changed.emit(False)
         self._refresh_header()
+        self._refresh_inspector()
 
     def _sync_view(self) -> None:
         self.view.sync(self.transcript, self.highlight_button.isChecked(), self._status)
+        self._refresh_inspector()
 
     # ------------------------------------------------------------ bridge slots (GUI thread)
 

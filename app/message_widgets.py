@@ -2,11 +2,13 @@
 
 ``MessageWidget.update_from`` is called on the GUI thread at most once per bridge
 drain for the message that is streaming; it only touches the parts whose text changed.
+A message can also show its tokens (``set_tokens_mode``) or an editor (``start_edit``);
+its toolbar's clicks come out as ``sig_*`` for the pane to act on.
 """
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QResizeEvent
 from PySide6.QtWidgets import (
     QFrame,
@@ -22,7 +24,10 @@ from app import theme
 from app.code_highlight import CodeHighlighter
 from app.markdown_blocks import Block, hard_breaks, highlighted_html, split_blocks
 from app.markdown_render import marked_markdown_html
+from app.message_editor import MessageEditor
+from app.message_toolbar import MessageToolbar
 from app.pane_model import Message
+from app.token_text import TokenText, mean_surprise
 from app.widgets import AutoHeightTextEdit, CopyButton, IconButton, Tag
 
 CURSOR = " \u258d"  # a block cursor after streaming text
@@ -32,6 +37,8 @@ FINISH_LABELS = {
     "loop": "loop stopped",
     "cancelled": "cancelled",
     "error": "error",
+    "edited": "edited",
+    "interrupted": "interrupted",
 }
 
 
@@ -144,14 +151,39 @@ class ThinkingBlock(QFrame):
 class MessageWidget(QWidget):
     """One message. User turns are bubbles on the right; replies use the full width."""
 
+    sig_token_clicked = Signal(int)
+    """A token of this reply was clicked (its index)."""
+    sig_edit_submitted = Signal(str, str, bool, bool)
+    """An edit was saved: (content, reasoning, end the thinking, generate)."""
+    sig_branch = Signal(int)
+    """Show the previous (-1) or next (+1) version of this message."""
+    sig_continue = Signal()
+    """Continue generating this reply."""
+    sig_retry = Signal()
+    """Generate this reply again as a new version."""
+    sig_clone = Signal()
+    """Clone the conversation up to this message into a new pane."""
+
     def __init__(self, message: Message, parent: QWidget | None = None):
         super().__init__(parent)
         self.message = message
         self._signature: tuple | None = None
+        self._last = (False, "")  # update_from's arguments, to redraw after an edit
         self._blocks: list[QWidget] = []
+        self.tokens_mode = False
+        self.selected_token: int | None = None
+        self.token_text: TokenText | None = None
+        self.editor: MessageEditor | None = None
         self._layout = QVBoxLayout(self)
         self._layout.setContentsMargins(18, 8, 18, 8)
         self._layout.setSpacing(8)
+        self.toolbar = MessageToolbar(message, self)
+        self.toolbar.sig_branch.connect(self.sig_branch)
+        self.toolbar.sig_tokens_toggled.connect(self.set_tokens_mode)
+        self.toolbar.sig_edit.connect(self.start_edit)
+        self.toolbar.sig_continue.connect(self.sig_continue)
+        self.toolbar.sig_retry.connect(self.sig_retry)
+        self.toolbar.sig_clone.connect(self.sig_clone)
         if message.role == "user":
             self._build_user()
         else:
@@ -171,6 +203,8 @@ class MessageWidget(QWidget):
         bl.addWidget(self.user_text)
         row.addWidget(self.bubble)
         self._layout.addLayout(row)
+        self._layout.setSpacing(2)
+        self._layout.addWidget(self.toolbar, 0, Qt.AlignmentFlag.AlignRight)
 
     def _fit_bubble(self) -> None:
         text = self.user_text.text()
@@ -185,9 +219,11 @@ class MessageWidget(QWidget):
         self.thinking = ThinkingBlock(self)
         self.thinking.hide()
         self._layout.addWidget(self.thinking)
-        self.body = QVBoxLayout()
+        self.body_box = QWidget(self)
+        self.body = QVBoxLayout(self.body_box)
+        self.body.setContentsMargins(0, 0, 0, 0)
         self.body.setSpacing(10)
-        self._layout.addLayout(self.body)
+        self._layout.addWidget(self.body_box)
         self.status = QLabel(self)
         self.status.setObjectName("MessageMeta")
         self.status.setWordWrap(True)
@@ -209,19 +245,20 @@ class MessageWidget(QWidget):
         self.meta = QLabel(self)
         self.meta.setObjectName("MessageMeta")
         self.meta.setWordWrap(True)  # never wider than a narrow pane
-        self.copy = CopyButton(lambda: self.message.content, "Copy reply", self)
-        footer.addWidget(self.tag)
+        footer.addWidget(self.tag, 0, Qt.AlignmentFlag.AlignTop)
         footer.addWidget(self.meta, 1)
-        footer.addWidget(self.copy)
         self.footer = QWidget(self)
         self.footer.setLayout(footer)
         footer.setContentsMargins(0, 0, 0, 0)
         self.footer.hide()
         self._layout.addWidget(self.footer)
+        # Below the figures, so a narrow pane wraps the figures, not the buttons.
+        self._layout.addWidget(self.toolbar, 0, Qt.AlignmentFlag.AlignLeft)
 
     def update_from(self, highlight: bool = False, status: str = "") -> None:
         """Bring the widgets up to date with ``self.message``; cheap when nothing changed."""
         m = self.message
+        self._last = (highlight, status)
         sig = (
             len(m.content),
             len(m.reasoning),
@@ -232,17 +269,27 @@ class MessageWidget(QWidget):
             status,
             theme.current().name,
             m.stats.get("generation_tokens"),
+            m.branch,
+            self.tokens_mode,
+            self.selected_token,
         )
-        if sig == self._signature:
+        if sig == self._signature or self.editor is not None:
             return
         self._signature = sig
+        self.toolbar.update_for(m)
         if m.role == "user":
             if self.user_text.text() != m.content:
                 self.user_text.setText(m.content)
                 self._fit_bubble()
             return
-        self._update_thinking(m)
-        self._update_body(m, highlight)
+        if self.tokens_mode and m.tokens:
+            self._update_tokens(m)
+        else:
+            if self.token_text is not None:
+                self.token_text.hide()
+            self.body_box.show()
+            self._update_thinking(m)
+            self._update_body(m, highlight)
         self.status.setText(status)
         self.status.setVisible(bool(status) and m.streaming)
         self.error.setVisible(bool(m.error))
@@ -312,9 +359,68 @@ class MessageWidget(QWidget):
             return
         self.tag.setText(FINISH_LABELS.get(m.finish_reason, m.finish_reason))
         self.tag.set_kind(m.finish_reason)
-        self.meta.setText(stats_summary(m.stats, m.model))
-        self.copy.setVisible(bool(m.content))
+        meta = stats_summary(m.stats, m.model)
+        if self.tokens_mode and m.tokens:
+            meta = f"perplexity {mean_surprise(m.tokens):.2f}  \u00b7  " + meta
+        self.meta.setText(meta)
         self.footer.show()
+
+    # ------------------------------------------------------------ tokens and editing
+
+    def set_tokens_mode(self, on: bool) -> None:
+        """Show the reply as clickable tokens instead of formatted text."""
+        self.tokens_mode = on
+        if self.toolbar.tokens_button.isChecked() != on:
+            self.toolbar.tokens_button.setChecked(on)
+        self.update_from(*self._last)
+
+    def select_token(self, index: int | None) -> None:
+        """Mark the token the inspector shows (None: none)."""
+        self.selected_token = index
+        self.update_from(*self._last)
+
+    def _update_tokens(self, m: Message) -> None:
+        if self.token_text is None:
+            self.token_text = TokenText(self)
+            self.token_text.sig_token_clicked.connect(self.sig_token_clicked)
+            self._layout.insertWidget(self._layout.indexOf(self.body_box), self.token_text)
+        self.thinking.hide()
+        self.body_box.hide()
+        self.token_text.show()
+        self.token_text.set_tokens(m.tokens, self.selected_token)
+
+    def start_edit(self) -> None:
+        """Replace the message with an editor until it is saved or cancelled."""
+        if self.editor is not None or self.message.streaming:
+            return
+        self.editor = MessageEditor(self.message, self)
+        self.editor.sig_submitted.connect(self._on_editor_submitted)
+        self.editor.sig_cancelled.connect(self.end_edit)
+        for w in self._content_widgets():
+            w.hide()
+        self._layout.insertWidget(0, self.editor)
+
+    def end_edit(self) -> None:
+        """Close the editor and show the message again."""
+        if self.editor is None:
+            return
+        self.editor.hide()
+        self.editor.deleteLater()
+        self.editor = None
+        for w in self._content_widgets():
+            w.show()  # update_from hides again what this message does not need
+        self._signature = None
+        self.update_from(*self._last)
+
+    def _content_widgets(self) -> list[QWidget]:
+        if self.message.role == "user":
+            return [self.bubble, self.toolbar]
+        parts = [self.thinking, self.body_box, self.status, self.error, self.footer, self.toolbar]
+        return parts + ([self.token_text] if self.token_text is not None else [])
+
+    def _on_editor_submitted(self, content: str, reasoning: str, close: bool, run: bool) -> None:
+        self.end_edit()
+        self.sig_edit_submitted.emit(content, reasoning, close, run)
 
     def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 - Qt override
         super().resizeEvent(event)
@@ -323,11 +429,14 @@ class MessageWidget(QWidget):
 
 
 def stats_summary(stats: dict, model: str = "") -> str:
-    """One line about a finished reply: tokens, speed, first-token time, acceptance."""
+    """One line about a finished reply: tokens, speed, first-token time, acceptance, and
+    how much of the prompt came from the cache (a replay computes only the new suffix)."""
     parts = []
     n = stats.get("generation_tokens", 0)
     if n:
         parts.append(f"{n} tokens")
+    if cached := stats.get("cached_prompt_tokens", 0):
+        parts.append(f"reused {cached} cached tokens")
     if tps := stats.get("generation_tps", 0.0):
         parts.append(f"{tps:.1f} tok/s")
     if ttft := stats.get("ttft_s", 0.0):

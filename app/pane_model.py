@@ -6,13 +6,22 @@ Everything in this module is touched only from the GUI thread.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.events import ChatMessage, Finished, GenerationStats, TokenEvent
 
+if TYPE_CHECKING:
+    from engine.storage import StoredMessage
+    from engine.storage import TokenRecord as StoredToken
+
 FINISH_REASONS = ("stop", "length", "loop", "cancelled", "error")
+# Not from the engine: "edited" (text the user typed), "interrupted" (the app stopped
+# mid-reply, found on reload).
+STORED_REASONS = (*FINISH_REASONS, "edited", "interrupted")
+THINK_TAGS = ("<think>", "</think>")  # markup tokens: kept as records, not shown as text
 
 
 @dataclass
@@ -43,6 +52,25 @@ class TokenRecord:
             top=[(a.id, a.text, a.prob) for a in ev.top],
         )
 
+    @classmethod
+    def from_stored(cls, rec: StoredToken) -> TokenRecord:
+        """From the conversation store's record (the inspector after a restart)."""
+        return cls(
+            index=rec.index,
+            id=rec.id,
+            text=rec.text,
+            logprob=rec.logprob,
+            entropy=rec.entropy,
+            channel=rec.channel,
+            drafted=rec.drafted,
+            accepted=rec.accepted,
+            top=[(a.id, a.text, a.prob) for a in rec.top],
+        )
+
+    @property
+    def prob(self) -> float:
+        return math.exp(self.logprob)
+
 
 @dataclass
 class Message:
@@ -58,10 +86,39 @@ class Message:
     stats: dict[str, Any] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
     created: float = field(default_factory=time.time)
+    id: int | None = None  # the conversation store's id, once saved
+    branch: tuple[int, int] = (0, 1)  # (index, count) among this pane's versions of it
+    # Text already there when the current generation started (a replay's kept tokens, a
+    # continued reply); the engine's final text covers only what it generated.
+    stream_prefix: tuple[str, str] = ("", "")
 
     @property
     def streaming(self) -> bool:
         return self.role == "assistant" and self.finish_reason is None
+
+    @classmethod
+    def from_stored(
+        cls, stored: StoredMessage, tokens=(), branch: tuple[int, int] = (0, 1)
+    ) -> Message:
+        """A stored message as the pane shows it; no finish reason means the app stopped
+        while it streamed, so it shows as "interrupted"."""
+        reason = stored.finish_reason
+        if stored.role == "assistant" and reason is None:
+            reason = "interrupted"
+        return cls(
+            role=stored.role,
+            content=stored.content,
+            reasoning=stored.reasoning,
+            tokens=[TokenRecord.from_stored(t) for t in tokens],
+            model=stored.model,
+            finish_reason=reason,
+            error=stored.error,
+            stats=dict(stored.stats),
+            settings=dict(stored.settings),
+            created=stored.created,
+            id=stored.id,
+            branch=branch,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -69,6 +126,9 @@ class Message:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Message:
         data = dict(data)
+        for name in ("branch", "stream_prefix"):
+            if name in data:
+                data[name] = tuple(data[name])
         data["tokens"] = [
             TokenRecord(**{**t, "top": [tuple(a) for a in t.get("top", [])]})
             for t in data.get("tokens", [])
@@ -114,7 +174,12 @@ class PaneTranscript:
         answer: list[str] = []
         thinking: list[str] = []
         for ev in tokens:
-            msg.tokens.append(TokenRecord.from_event(ev))
+            record = TokenRecord.from_event(ev)
+            # A replayed or continued reply already holds tokens: the engine counts from 0.
+            record.index = len(msg.tokens)
+            msg.tokens.append(record)
+            if ev.text.strip() in THINK_TAGS:
+                continue  # the engine keeps think tags out of the text too
             (thinking if ev.channel == "thinking" else answer).append(ev.text)
         msg.content += "".join(answer)
         msg.reasoning += "".join(thinking)
@@ -131,12 +196,14 @@ class PaneTranscript:
         msg = self.last
         if msg is None or not msg.streaming:
             return
+        answer, thinking = msg.stream_prefix
         if ev.text or not msg.content:
-            msg.content = ev.text
+            msg.content = answer + ev.text
         if ev.reasoning or not msg.reasoning:
-            msg.reasoning = ev.reasoning
+            msg.reasoning = thinking + ev.reasoning
         msg.finish_reason = ev.reason if ev.reason in FINISH_REASONS else "stop"
         msg.stats = asdict(ev.stats)
+        msg.stream_prefix = ("", "")
         self._touch()
 
     def fail(self, message: str) -> None:
@@ -152,12 +219,30 @@ class PaneTranscript:
         self.messages.clear()
         self._touch()
 
-    def chat_messages(self, system_prompt: str = "") -> tuple[ChatMessage, ...]:
-        """The conversation to send: failed replies are left out, the system prompt leads."""
+    def replace_from(self, index: int, messages: list[Message]) -> None:
+        """Show ``messages`` from ``index`` on (another branch, an edit, a replay)."""
+        self.messages[index:] = messages
+        self._touch()
+
+    def index_of(self, message: Message) -> int:
+        """The position of this very message object (not an equal one)."""
+        return next(i for i, m in enumerate(self.messages) if m is message)
+
+    def changed(self) -> None:
+        """A message was changed in place (e.g. a continued reply is streaming again)."""
+        self._touch()
+
+    def chat_messages(
+        self, system_prompt: str = "", until: Message | None = None
+    ) -> tuple[ChatMessage, ...]:
+        """The conversation to send: failed replies are left out, the system prompt leads.
+        With ``until``, only the messages before that one."""
         out: list[ChatMessage] = []
         if system_prompt.strip():
             out.append(ChatMessage("system", system_prompt.strip()))
         for m in self.messages:
+            if m is until:
+                break
             if m.role == "assistant" and (m.finish_reason == "error" or m.streaming):
                 continue
             if m.role == "assistant" and not m.content and not m.reasoning:

@@ -2,7 +2,9 @@
 
 ``sync`` is called on the GUI thread (at most once per bridge drain); it creates
 widgets for new messages and updates only the one that is streaming. The view sticks
-to the bottom while the user has not scrolled up.
+to the bottom while the user has not scrolled up. What the user asks of a message
+(inspect a token, edit, switch version, continue, retry, clone) comes out as a
+``sig_*`` carrying that Message.
 """
 
 from __future__ import annotations
@@ -69,6 +71,18 @@ class TranscriptView(QScrollArea):
 
     sig_suggestion = Signal(str)
     """A suggested prompt in the empty state was clicked."""
+    sig_token_clicked = Signal(object, int)
+    """A token was clicked: (Message, token index)."""
+    sig_edit_submitted = Signal(object, str, str, bool, bool)
+    """An edit was saved: (Message, content, reasoning, end the thinking, generate)."""
+    sig_branch = Signal(object, int)
+    """Show another version of a message: (Message, -1 or +1)."""
+    sig_continue = Signal(object)
+    """Continue generating a reply (Message)."""
+    sig_retry = Signal(object)
+    """Generate a reply again as a new version (Message)."""
+    sig_clone = Signal(object)
+    """Clone the conversation up to a message into a new pane (Message)."""
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -90,6 +104,7 @@ class TranscriptView(QScrollArea):
         self.viewport().setAutoFillBackground(False)
         self.body.setAutoFillBackground(False)
         self._widgets: list[MessageWidget] = []
+        self.actions = False  # edit, versions, continue, retry, clone: need a store
         self._stick = True
         bar = self.verticalScrollBar()
         bar.valueChanged.connect(self._on_scrollbar_moved)
@@ -102,14 +117,21 @@ class TranscriptView(QScrollArea):
     def sync(self, transcript: PaneTranscript, highlight: bool = False, status: str = "") -> None:
         """Match the widgets to ``transcript``; only changed messages repaint."""
         messages = transcript.messages
-        # A cleared or replaced transcript: start over.
-        if len(self._widgets) > len(messages) or any(
-            w.message is not m for w, m in zip(self._widgets, messages, strict=False)
-        ):
-            for w in self._widgets:
+        # Another branch, an edit or a cleared transcript: redo from the first difference.
+        first = next(
+            (
+                i
+                for i, (w, m) in enumerate(zip(self._widgets, messages, strict=False))
+                if w.message is not m
+            ),
+            min(len(self._widgets), len(messages)),
+        )
+        if first < len(self._widgets):
+            for w in self._widgets[first:]:
+                w.hide()
                 w.deleteLater()
-            self._widgets.clear()
-            self._stick = True
+            del self._widgets[first:]
+            self._stick = self._stick or not messages
         for m in messages[len(self._widgets) :]:
             self._add(m)
         for i, w in enumerate(self._widgets):
@@ -117,8 +139,25 @@ class TranscriptView(QScrollArea):
             w.update_from(highlight, status if is_last else "")
         self.empty.setVisible(not messages)
 
+    def set_actions(self, on: bool) -> None:
+        """Offer the message actions that need the conversation store (or hide them)."""
+        self.actions = on
+        for w in self._widgets:
+            w.toolbar.set_actions(on)
+
+    def widget_for(self, message: Message) -> MessageWidget | None:
+        return next((w for w in self._widgets if w.message is message), None)
+
     def _add(self, message: Message) -> None:
         widget = MessageWidget(message, self.body)
+        widget.toolbar.set_actions(self.actions)
+        m = message
+        widget.sig_token_clicked.connect(lambda i: self.sig_token_clicked.emit(m, i))
+        widget.sig_edit_submitted.connect(lambda *a: self.sig_edit_submitted.emit(m, *a))
+        widget.sig_branch.connect(lambda d: self.sig_branch.emit(m, d))
+        widget.sig_continue.connect(lambda: self.sig_continue.emit(m))
+        widget.sig_retry.connect(lambda: self.sig_retry.emit(m))
+        widget.sig_clone.connect(lambda: self.sig_clone.emit(m))
         self._layout.insertWidget(self._layout.count() - 1, widget)
         self._widgets.append(widget)
         if message.role == "user":
