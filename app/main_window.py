@@ -1,10 +1,16 @@
-"""The main window: top bar, chat panes side by side, the shared prompt box.
+"""The main window: top bar, the sidebar (chats), chat panes side by side, the shared
+prompt box.
 
 GUI thread only. The window becomes *ready* (``sig_ready``) once at least one model
 is available and every pane has picked one; before that it shows the first-run page.
+It owns the one ConversationStore of the app; the ConversationController saves and
+restores what the panes show, and the last conversation reopens on start.
 """
 
 from __future__ import annotations
+
+import contextlib
+import logging
 
 from PySide6.QtCore import QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QCloseEvent, QKeySequence, QShortcut
@@ -24,11 +30,26 @@ from app import theme
 from app.bridge import EngineBridge
 from app.catalog import ModelCatalog
 from app.chat_pane import ChatPane
+from app.conversation_controller import ConversationController
 from app.first_run import FirstRunPage, StarterFn, StarterImport
 from app.prompt_box import PromptBox
+from app.sidebar import Sidebar
 from app.widgets import IconButton
+from engine.storage import ConversationStore, StorageError
 
 MAX_PANES = 4
+log = logging.getLogger(__name__)
+
+
+def open_store() -> tuple[ConversationStore | None, str]:
+    """The conversations database, and a message for the user when there is one to give
+    (it was damaged and replaced, or it cannot be opened at all)."""
+    try:
+        store = ConversationStore()
+    except (StorageError, OSError) as exc:
+        log.exception("cannot open the conversations database")
+        return None, f"Conversations cannot be saved: {exc}"
+    return store, store.recovery.message if store.recovery else ""
 
 
 class MainWindow(QMainWindow):
@@ -41,6 +62,7 @@ class MainWindow(QMainWindow):
         catalog: ModelCatalog,
         starter: StarterFn | None = None,
         panes: int = 2,
+        store: ConversationStore | None = None,
     ):
         super().__init__()
         self.bridge = bridge
@@ -52,7 +74,18 @@ class MainWindow(QMainWindow):
         self.setWindowTitle("Lookahead")
         self.setWindowIcon(theme.app_icon())
         self.resize(1360, 860)
+        store_notice = ""
+        if store is None:
+            store, store_notice = open_store()
+        self.store = store
+        self.controller: ConversationController | None = None
+        if store is not None:
+            self.controller = ConversationController(store, bridge, self, self)
         self._build()
+        if store_notice:
+            self.statusBar().showMessage(store_notice, 15000)
+            if self.sidebar is not None:
+                self.sidebar.show_notice(store_notice)
         for _ in range(max(1, panes)):
             self.add_pane()
         self._importer = StarterImport(starter, self) if starter else None
@@ -103,6 +136,11 @@ class MainWindow(QMainWindow):
         tl.addWidget(self.add_pane_button)
         tl.addWidget(self.theme_button)
 
+        self.sidebar: Sidebar | None = None
+        if self.controller is not None:
+            self._build_sidebar(central)
+            self.new_chat_button.hide()  # the Chats list has its own "new chat"
+            self.new_chat_button = self.sidebar.conversations.new_button
         self.stack = QStackedWidget(central)
         self.setup = FirstRunPage(self.stack)
         chat = QWidget(self.stack)
@@ -120,12 +158,19 @@ class MainWindow(QMainWindow):
         self.stack.addWidget(self.setup)
         self.stack.addWidget(chat)
         self.chat_page = chat
+        self.sections: dict[str, QWidget] = {"chats": chat}  # sidebar section -> page
 
+        body = QHBoxLayout()
+        body.setContentsMargins(0, 0, 0, 0)
+        body.setSpacing(0)
+        if self.sidebar is not None:
+            body.addWidget(self.sidebar)
+        body.addWidget(self.stack, 1)
         layout = QVBoxLayout(central)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(0)
         layout.addWidget(top)
-        layout.addWidget(self.stack, 1)
+        layout.addLayout(body, 1)
         self.statusBar().setSizeGripEnabled(False)
         self.engine_label = QLabel("Engine idle", self)
         self.engine_label.setObjectName("Note")
@@ -135,6 +180,43 @@ class MainWindow(QMainWindow):
         QShortcut(QKeySequence("Escape"), self, activated=self.stop_all)
         QShortcut(QKeySequence("Ctrl+N"), self, activated=self.new_chat)
         QShortcut(QKeySequence("Ctrl+L"), self, activated=lambda: self.prompt.edit.setFocus())
+
+    def _build_sidebar(self, parent: QWidget) -> None:
+        assert self.controller is not None and self.store is not None
+        self.sidebar = Sidebar(self.store, parent)
+        chats = self.sidebar.conversations
+        chats.sig_open.connect(self.controller.open)
+        chats.sig_new.connect(self.new_chat)
+        chats.sig_rename.connect(self.controller.rename)
+        chats.sig_clone.connect(self.controller.clone)
+        chats.sig_delete.connect(self.controller.delete)
+        self.sidebar.sig_section.connect(self.show_section)
+        self.controller.sig_conversations_changed.connect(chats.refresh)
+        self.controller.sig_conversations_changed.connect(self._refresh_title)
+        self.controller.sig_current_changed.connect(self._on_controller_current_changed)
+        self.controller.sig_notice.connect(self._on_pane_notice)
+
+    def show_section(self, key: str) -> None:
+        """Show the chats (panes and prompt) or another section's page."""
+        page = self.sections.get(key)
+        if page is not None and self.ready:
+            self.stack.setCurrentWidget(page)
+        if self.sidebar is not None:
+            self.sidebar.set_section(key)
+
+    def _on_controller_current_changed(self, conversation_id: int | None) -> None:
+        assert self.sidebar is not None
+        self.sidebar.conversations.refresh()
+        self.sidebar.conversations.set_current(conversation_id)
+        self._refresh_title()
+        self.show_section("chats")
+
+    def _refresh_title(self) -> None:
+        title = ""
+        if self.controller is not None and self.controller.current is not None:
+            with contextlib.suppress(StorageError):
+                title = self.controller.store.get_conversation(self.controller.current).title
+        self.setWindowTitle(f"{title} \u2014 Lookahead" if title else "Lookahead")
 
     # ------------------------------------------------------------ panes
 
@@ -160,6 +242,8 @@ class MainWindow(QMainWindow):
         pane.sig_notice.connect(self._on_pane_notice)
         self.splitter.addWidget(pane)
         self.panes.append(pane)
+        if self.controller is not None:
+            self.controller.attach(pane)
         self.splitter.setSizes([1000] * len(self.panes))
         self.set_focused(pane if self.focused is None else self.focused)
         self._refresh_panes()
@@ -177,6 +261,8 @@ class MainWindow(QMainWindow):
             self.set_focused(self.panes[0])
         self._refresh_panes()
         self._on_pane_busy_changed()
+        if self.controller is not None:
+            self.controller.save_layout()
 
     def set_focused(self, pane: ChatPane) -> None:
         self.focused = pane
@@ -222,8 +308,11 @@ class MainWindow(QMainWindow):
             p.stop()
 
     def new_chat(self) -> None:
-        for p in self.panes:
-            p.clear()
+        if self.controller is not None:
+            self.controller.new_conversation()
+        else:
+            for p in self.panes:
+                p.clear()
         self.prompt.edit.setFocus()
 
     def _on_pane_notice(self, text: str) -> None:
@@ -243,6 +332,8 @@ class MainWindow(QMainWindow):
         # Chat actions only make sense once there is a model to chat with.
         for b in (self.new_chat_button, self.add_pane_button):
             b.setVisible(bool(models))
+        if self.sidebar is not None:
+            self.sidebar.setVisible(bool(models))  # nothing to list before the first model
         if models:
             self.stack.setCurrentWidget(self.chat_page)
             self.subtitle.setText(
@@ -251,10 +342,22 @@ class MainWindow(QMainWindow):
             self.prompt.edit.setFocus()
             if not self.ready:
                 self.ready = True
+                self._reopen_last_conversation()
                 self.sig_ready.emit()
         else:
             self.stack.setCurrentWidget(self.setup)
             self._start_import()
+
+    def _reopen_last_conversation(self) -> None:
+        if self.controller is None or self.store is None:
+            return
+        try:
+            latest = self.store.list_conversations(limit=1)
+        except StorageError as exc:
+            self._on_pane_notice(f"Could not read the saved chats: {exc}")
+            return
+        if latest:
+            self.controller.open(latest[0].id)
 
     def _start_import(self) -> None:
         if self._importer is None:
@@ -297,6 +400,8 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt override
         self.stop_all()
+        if self.controller is not None:
+            self.controller.shutdown()  # a reply in progress is saved as cancelled
         super().closeEvent(event)
 
 
