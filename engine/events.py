@@ -162,6 +162,12 @@ class GenerationStats:
     per_position_acceptance: tuple[float, ...] = ()
     decoder_memory_gb: float = 0.0
     finish_reason: str | None = None
+    # A model spread across machines (engine.distributed); rank 0 (this machine) first.
+    ranks: int = 1
+    parallel: str = ""  # "tensor" | "pipeline" when ranks > 1
+    rank_memory_gb: tuple[float, ...] = ()  # MLX active memory per rank
+    rank_comm_share: tuple[float, ...] = ()  # share of a step spent in collectives, per rank
+    comm_share: float = 0.0  # mean of rank_comm_share
 
 
 @dataclass(frozen=True)

@@ -398,6 +398,8 @@ class Generation:
         computed = c.prompt_tokens - c.cached
         gen_time = now - c.prompt_done if c.prompt_done else 0.0
         drafted, accepted = c.drafted, c.accepted
+        # Per-rank memory and communication share of a model spread across machines.
+        rank_stats = getattr(self.model, "rank_stats", None)
         return GenerationStats(
             prompt_tokens=c.prompt_tokens,
             cached_prompt_tokens=c.cached,
@@ -425,6 +427,7 @@ class Generation:
             ),
             decoder_memory_gb=(self.drafter.memory_bytes() / 1e9) if self.drafter else 0.0,
             finish_reason=finish_reason,
+            **(rank_stats() if rank_stats is not None else {}),
         )
 
 
