@@ -36,6 +36,13 @@ def register(sub) -> None:
     p.add_argument("--draft-tokens", type=int, default=None, help="k (default: adaptive)")
     p.add_argument("--dtype", default="auto", help="auto | native | float32 | float16 | bfloat16")
     p.add_argument("--json", action="store_true", help="JSON lines: tokens, then stats")
+    p.add_argument(
+        "--hosts",
+        default=None,
+        metavar="HOSTFILE",
+        help="run the model across machines: an mlx.launch JSON hostfile (or a "
+        "comma-separated host list); the first host is this machine",
+    )
     p.set_defaults(func=run)
 
 
@@ -78,10 +85,10 @@ def build_request(args) -> Generate:
 
 
 def run(args) -> int:
-    from engine.service import EngineService
+    from engine.distributed import make_service
 
     request = build_request(args)
-    service = EngineService().start()
+    service = make_service(getattr(args, "hosts", None)).start()
     out = sys.stdout
     try:
         in_thinking = False
@@ -121,6 +128,12 @@ def run(args) -> int:
                         line += (
                             f", {s.decoder}: acceptance {s.acceptance_rate:.0%}, "
                             f"mean accepted length {s.mean_accepted_length:.2f}"
+                        )
+                    if s.ranks > 1:
+                        line += (
+                            f", {s.ranks} ranks ({s.parallel}): memory "
+                            f"{'/'.join(f'{m:.2f}' for m in s.rank_memory_gb)} GB, "
+                            f"communication {s.comm_share:.0%} of a step"
                         )
                     sys.stderr.write(line + "\n")
         return 0
