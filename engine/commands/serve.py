@@ -51,21 +51,30 @@ def register(sub) -> None:
     p.add_argument("--max-tokens", type=int, default=4096, help="when a request sets none")
     p.add_argument("--max-body", default="32MB", help="largest request body (default 32MB)")
     p.add_argument("--log", action="store_true", help="log every request")
+    p.add_argument(
+        "--hosts",
+        default=None,
+        metavar="HOSTFILE",
+        help="run models across machines: an mlx.launch JSON hostfile (or a "
+        "comma-separated host list); the first host is this machine",
+    )
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    from engine.distributed import make_service
     from engine.server import ApiServer, ServerLimits
     from engine.server.server import _is_loopback
-    from engine.service import EngineService
 
     if not 0 <= args.port <= 65535:
         raise EngineError(f"--port {args.port} is not a port number")
     if args.max_tokens < 1:
         raise EngineError("--max-tokens must be at least 1")
     limits = ServerLimits(max_body_bytes=_size(args.max_body), default_max_tokens=args.max_tokens)
-    service = EngineService(
-        cache_prompts=args.cache_prompts, prompt_cache_max_bytes=_size(args.prompt_cache_size)
+    service = make_service(
+        getattr(args, "hosts", None),
+        cache_prompts=args.cache_prompts,
+        prompt_cache_max_bytes=_size(args.prompt_cache_size),
     ).start()
     override = (lambda: args.model) if args.model else None
     server = ApiServer(

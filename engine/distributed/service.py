@@ -32,7 +32,8 @@ class DistributedEngineService(EngineService):
         self.cluster = Cluster(self.hosts)
         self._depth = 0
         disk = getattr(self, "prompt_cache_disk", None)
-        if disk is not None:  # a saved cache would hold rank 0's slice of the KV only
+        if disk is not None and disk.enabled:  # a saved cache would hold rank 0's KV slice only
+            log.warning("prompt caches on disk are off for models spread across hosts")
             disk.enabled = False
 
     @property
