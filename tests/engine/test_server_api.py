@@ -212,9 +212,11 @@ def test_openai_tool_calls(oai):
 
 
 def test_openai_thinking_goes_to_reasoning_content(oai):
-    reply = oai.chat.completions.create(model="tiny-thinker", messages=HI, max_tokens=8)
+    reply = oai.chat.completions.create(
+        model="tiny-thinker", messages=HI, max_tokens=8, temperature=0
+    )
     message = reply.choices[0].message
-    # The template opened a think block this random model never closes.
+    # The template opened a think block this random model, greedy, never closes.
     assert message.model_extra["reasoning_content"] and message.content == ""
     off = oai.chat.completions.create(
         model="tiny-thinker", messages=HI, max_tokens=8, reasoning_effort="none", temperature=0
@@ -264,10 +266,12 @@ def test_ollama_tools_and_thinking(oll):
                      tools=[WEATHER_TOOL], stream=False)  # fmt: skip
     (call,) = reply.message.tool_calls
     assert call.function.name == "get_weather" and call.function.arguments == {"city": "Paris"}
-    think = oll.chat(model="tiny-thinker", messages=HI, think=True, options={"num_predict": 6})
+    greedy = {"num_predict": 6, "temperature": 0}
+    think = oll.chat(model="tiny-thinker", messages=HI, think=True, options=greedy)
     assert think.message.thinking and not think.message.content
-    parts = list(oll.chat(model="tiny-thinker", messages=HI, think=False, stream=True,
-                          options={"num_predict": 6}))  # fmt: skip
+    parts = list(
+        oll.chat(model="tiny-thinker", messages=HI, think=False, stream=True, options=greedy)
+    )
     assert not any(p.message.thinking for p in parts)
 
 
