@@ -298,9 +298,14 @@ class Cluster:
             else:
                 idle = time.monotonic() - self._progress
                 if self.awake and idle > self.config.timeout_s:
-                    quiet = max(self.workers, key=lambda w: time.monotonic() - w.last_heard)
                     self.fail(
-                        f"the linked hosts made no progress for {idle:.0f} s "
-                        f"({quiet.describe} last heard from "
-                        f"{time.monotonic() - quiet.last_heard:.0f} s ago)"
+                        f"the linked hosts made no progress for {idle:.0f} s ({self._blame()})"
                     )
+
+    def _blame(self) -> str:
+        """Which rank a stall is most likely on (the others wait in its collectives)."""
+        stopped = [w.describe for w in self.workers if w.is_stopped()]
+        if stopped:
+            return f"{', '.join(stopped)} {'is' if len(stopped) == 1 else 'are'} stopped"
+        quiet = max(self.workers, key=lambda w: time.monotonic() - w.last_heard)
+        return f"{quiet.describe} last heard from {time.monotonic() - quiet.last_heard:.0f} s ago"

@@ -170,6 +170,18 @@ class WorkerProcess:
             return f"ssh failed ({self.last_words() or 'connection lost'})"
         return f"exited with status {code}"
 
+    def is_stopped(self) -> bool:
+        """Whether the OS has it stopped (SIGSTOP, a debugger): a stall's likely cause."""
+        if not self.pid or self.returncode is not None:
+            return False
+        ps = f"ps -o stat= -p {int(self.pid)}"
+        argv = ps.split() if self.host.local else [*_ssh(self.host.name), ps]
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            return False
+        return done.stdout.strip().startswith("T")
+
     def wake(self) -> None:
         try:
             self.proc.stdin.write(b"w\n")
@@ -187,16 +199,19 @@ class WorkerProcess:
             return
         if not self.host.local and self.pid:
             # Ending ssh alone would not stop a hung process over there.
-            ssh = ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5", self.host.name]
             with contextlib.suppress(OSError, subprocess.TimeoutExpired):
                 subprocess.run(
-                    [*ssh, f"kill -9 {int(self.pid)}"],
+                    [*_ssh(self.host.name), f"kill -9 {int(self.pid)}"],
                     stdin=subprocess.DEVNULL,
                     capture_output=True,
                     timeout=10,
                 )
         with contextlib.suppress(OSError):
             self.proc.kill()
+
+
+def _ssh(host: str) -> list[str]:
+    return ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5", host]
 
 
 def start_guard(ip: str, port: int, wait_s: float) -> subprocess.Popen:

@@ -23,7 +23,7 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from engine.distributed.protocol import Command, Op
-from engine.distributed.sharding import ShardPlan, make_cache
+from engine.distributed.sharding import ShardPlan, body_owner, make_cache
 from engine.distributed.timing import TIMED_EVERY, CommTimer
 from engine.errors import EngineError
 
@@ -135,7 +135,8 @@ class DistributedBody(nn.Module):
 
 def install(model: nn.Module, link: ModelLink) -> nn.Module:
     """Make rank 0's part of a sharded model act as the whole model."""
-    model.model = DistributedBody(model.model, link)
+    owner = body_owner(model)
+    owner.model = DistributedBody(owner.model, link)
     # Plain instance attributes: mlx-lm's make_prompt_cache calls make_cache, and
     # Generation reads rank_stats. A weak reference keeps the model collectable
     # without the cycle collector (dropping it frees the workers' part too).

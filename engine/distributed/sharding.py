@@ -4,7 +4,8 @@ Tensor parallel (families with ``Model.shard``: llama, qwen2/3, qwen3-moe,
 deepseek-v2/v3, glm4-moe, ...): every rank holds a slice of every layer, and the
 ``all_sum`` inside each layer leaves the full hidden state on every rank.
 
-Pipeline (any family whose body is ``model.model.layers`` with plain KV caches):
+Pipeline (any family whose body is ``model.model.layers`` with plain KV caches or
+recurrent ``ArraysCache`` layers):
 rank r runs a contiguous block of layers; as in mlx-lm, rank 0 gets the *last*
 block so the final hidden state (and with it the output head, sampling and any
 MTP head) lives with rank 0. Layers a rank does not run are replaced by
@@ -22,13 +23,20 @@ from pathlib import Path
 import mlx.core as mx
 import mlx.nn as nn
 from mlx.utils import tree_flatten
-from mlx_lm.models.cache import KVCache
+from mlx_lm.models.cache import ArraysCache, KVCache
 
 from engine.errors import ModelLoadError
 
 _DTYPES = {"float32": mx.float32, "float16": mx.float16, "bfloat16": mx.bfloat16}
 # Config sizes that tensor parallelism splits evenly across ranks.
-_SPLIT_KEYS = ("num_attention_heads", "num_key_value_heads", "intermediate_size")
+_SPLIT_KEYS = (
+    "num_attention_heads",
+    "intermediate_size",
+    "linear_num_key_heads",
+    "linear_num_value_heads",
+)
+# Families whose mlx-lm shard() repeats KV heads when there are fewer than ranks.
+_REPEATS_KV = ("qwen3_5",)
 
 
 @dataclass(frozen=True)
@@ -65,10 +73,26 @@ def lazy_model(path: Path) -> nn.Module:
     return model
 
 
+def body_owner(model: nn.Module) -> nn.Module:
+    """The module whose ``.model`` attribute is the body (a multimodal wrapper such
+    as Qwen3.5's only exposes its language model's body through a property)."""
+    language = getattr(model, "language_model", None)
+    if isinstance(language, nn.Module) and "model" in language:
+        return language
+    return model
+
+
 def body_layers(model: nn.Module) -> list | None:
     body = getattr(model, "model", None)
     layers = getattr(body, "layers", None) if body is not None else None
     return layers if isinstance(layers, list) else None
+
+
+def _head_owner(model: nn.Module) -> nn.Module | None:
+    for owner in (model, getattr(model, "language_model", None)):
+        if isinstance(owner, nn.Module) and isinstance(owner.get("lm_head"), nn.Module):
+            return owner
+    return None
 
 
 def choose_mode(model: nn.Module, config: dict, size: int, wanted: str) -> tuple[str, str]:
@@ -88,11 +112,21 @@ def choose_mode(model: nn.Module, config: dict, size: int, wanted: str) -> tuple
 def _tensor_blocker(model: nn.Module, config: dict, size: int) -> str | None:
     if not hasattr(model, "shard"):
         return f"mlx-lm has no shard() for {config.get('model_type')!r}"
-    cfg = config.get("text_config", config)
+    cfg = {**config, **config.get("text_config", {})}
     for key in _SPLIT_KEYS:
         value = cfg.get(key)
         if isinstance(value, int) and value % size:
             return f"{key}={value} does not divide by {size}"
+    kv = cfg.get("num_key_value_heads")
+    if isinstance(kv, int) and kv % size:
+        repeats = str(config.get("model_type", "")).startswith(_REPEATS_KV)
+        if not (repeats and size % kv == 0):
+            return f"num_key_value_heads={kv} does not divide by {size}"
+    owner = _head_owner(model)
+    vocab = cfg.get("vocab_size")
+    splits_head = owner is not None and hasattr(owner, "sharding_group")
+    if splits_head and isinstance(vocab, int) and vocab % size:  # split by vocabulary
+        return f"vocab_size={vocab} does not divide by {size}"
     return None
 
 
@@ -103,10 +137,16 @@ def _pipeline_blocker(model: nn.Module, size: int) -> str | None:
     if len(layers) < size:
         return f"it has {len(layers)} layers for {size} ranks"
     caches = model.make_cache() if hasattr(model, "make_cache") else [KVCache() for _ in layers]
-    odd = {type(c).__name__ for c in caches if type(c) is not KVCache}
+    odd = {type(c).__name__ for c in caches if not _splittable(c)}
     if odd:
-        return f"pipeline needs plain KV caches; it uses {', '.join(sorted(odd))}"
+        return f"pipeline needs plain KV or recurrent caches; it uses {', '.join(sorted(odd))}"
     return None
+
+
+def _splittable(cache) -> bool:
+    # A KV cache of a layer run elsewhere becomes a ghost (masks read its offset); a
+    # recurrent cache of such a layer just stays empty.
+    return type(cache) is KVCache or isinstance(cache, ArraysCache)
 
 
 def pipeline_blocks(n_layers: int, size: int) -> tuple[tuple[int, int], ...]:
@@ -135,11 +175,20 @@ def shard(model: nn.Module, plan: ShardPlan, group) -> None:
     """Turn the full lazy model into this rank's part, then read its weights."""
     apply_dtype(model, plan.dtype)
     if plan.mode == "tensor":
+        owner = _head_owner(model)
+        head = owner.get("lm_head") if owner is not None else None
         model.shard(group)
+        if head is not None and getattr(owner, "sharding_group", None) is not None:
+            # Some families split the head by vocabulary and gather the logits. Keep
+            # it whole instead: rank 0 alone turns hidden states into logits, so the
+            # workers never join a gather they do not know is coming.
+            owner.lm_head = head
+            owner.sharding_group = None
     else:
         _split_layers(model, plan, group)
-    if plan.rank != 0 and isinstance(getattr(model, "lm_head", None), nn.Module):
-        model.lm_head = _Unused()  # only rank 0 turns hidden states into logits
+    owner = _head_owner(model)
+    if plan.rank != 0 and owner is not None:
+        owner.lm_head = _Unused()  # only rank 0 turns hidden states into logits
     mx.eval(model.parameters())
 
 
@@ -165,7 +214,10 @@ def make_cache(model: nn.Module, plan: ShardPlan) -> list:
     cache = base(model) if base is not None else [KVCache() for _ in layers]
     if plan.mode == "pipeline":
         start, end = plan.owned
-        cache = [c if start <= i < end else GhostCache() for i, c in enumerate(cache)]
+        cache = [
+            c if start <= i < end or type(c) is not KVCache else GhostCache()
+            for i, c in enumerate(cache)
+        ]
     return cache
 
 

@@ -37,6 +37,26 @@ REPEAT = "abc abc abc abc abc"
 SHARED = "A long shared prefix for the cache. " * 3
 
 
+def make_hybrid(path: Path) -> Path:
+    """A Qwen3.5 (GatedDeltaNet + attention layers, multimodal wrapper, built-in MTP)
+    sized to split over 2 ranks: its recurrent caches cannot be trimmed, so a rejected
+    draft makes every rank restore a snapshot and replay."""
+    import tests.mtp_models as M
+    from tests.tiny_models import write_tokenizer
+
+    path.mkdir(parents=True)
+    cfg = M.family_config("qwen3_5", write_tokenizer(path))
+    cfg["text_config"].update(
+        vocab_size=260, linear_num_key_heads=2, linear_num_value_heads=4, num_attention_heads=4
+    )
+    target = M.build_target(cfg, 0, 0.3, 8.0)
+    main = M.to_hf("qwen3_5", target)
+    mtp = M.build_mtp("qwen3_5", cfg, target, 0, 0.3, True)
+    module = M.mtp_to_hf("qwen3_5", mtp, main, M.mtp_prefix("qwen3_5", cfg))
+    M._write(path, cfg, {**main, **module}, M.HF)
+    return path
+
+
 @pytest.fixture(scope="module")
 def models(tmp_path_factory) -> dict[str, str]:
     from tests.mtp_models import make_target, write_lookahead
@@ -44,6 +64,7 @@ def models(tmp_path_factory) -> dict[str, str]:
     root = tmp_path_factory.mktemp("dist")
     built = make_target(root / "mtp-llama", "llama")
     return {
+        "hybrid": str(make_hybrid(root / "qwen3_5")),
         "tiny": str(make_tiny_model(root / "tiny")),  # 4 heads, 2 layers
         "draft": str(make_tiny_model(root / "draft", logit_scale=4.0)),  # same argmax: accepts
         "six": str(  # 6 heads, 3 kv heads: tensor parallel over 3 ranks
@@ -83,6 +104,7 @@ def runs(models: dict[str, str], three: bool = False) -> dict[str, dict]:
         "lookup": req("tiny", REPEAT, "lookup", 3),
         "draft": req("tiny", decoder=models["draft"], k=2),
         "mtp": req("mtp", "Hello world, the", models["mtp_head"], 2, 16),
+        "hybrid-mtp": req("hybrid", "Hello world, the", "auto", 2, 16),
         "cache-1": req("tiny", SHARED + "Alpha"),
         "cache-2": req("tiny", SHARED + "Beta"),
     }
@@ -191,9 +213,17 @@ def test_two_ranks_match_one_process_and_survive_a_killed_rank(models, reference
         assert got[name]["ranks"] == 2 and got[name]["parallel"] == "tensor", name
     assert reference["plain"]["ranks"] == 1 and reference["plain"]["rank_memory_gb"] == []
     # Drafters ran on rank 0 and drafted: lookup, a draft model, an MTP head.
-    for name, decoder in (("lookup", "Prompt lookup"), ("draft", "Draft model"), ("mtp", "MTP")):
+    drafters = {
+        "lookup": "Prompt lookup",
+        "draft": "Draft model",
+        "mtp": "MTP",
+        "hybrid-mtp": "MTP",
+    }
+    for name, decoder in drafters.items():
         assert got[name]["decoder"].startswith(decoder)
         assert got[name]["drafted"] > 0 and got[name]["accepted"] > 0, name
+    # Rejected drafts on the recurrent model: rank 1 restored its snapshot and replayed.
+    assert got["hybrid-mtp"]["accepted"] < got["hybrid-mtp"]["drafted"]
     for name in ("lookup", "draft"):  # token-only drafters: the very same rounds
         assert got[name]["accepted"] == reference[name]["accepted"], name
     assert got["cache-2"]["cached"] > 0  # the prompt cache rolled back on every rank
@@ -229,7 +259,7 @@ def test_three_ranks_tensor_and_pipeline_match_one_process_and_time_out_a_stoppe
     # Rank 1 stopped (SIGSTOP) mid-generation: the watchdog turns the stall into an
     # error naming it, and the service goes on alone.
     assert "made no progress for" in got["victim"]["failed"]
-    assert "rank 1 (127.0.0.1)" in got["victim"]["failed"]
+    assert "(rank 1 (127.0.0.1) is stopped)" in got["victim"]["failed"]
     assert got["alive"] is True
     assert got["after"]["tokens"] == reference["six"]["tokens"] and got["after"]["ranks"] == 1
 
