@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import replace
 from typing import Any, Protocol
 
 from PySide6.QtCore import QObject, QTimer, Signal
@@ -27,7 +26,7 @@ from app.bridge import EngineBridge
 from app.catalog import ModelCatalog
 from app.chat_pane import ChatPane
 from app.message_editor import THINK_CLOSE
-from app.pane_model import Message
+from app.pane_model import Message, strip_think_tags
 from engine.events import Alternative, ChatMessage, Finished, Generate, StatsEvent
 from engine.settings import SettingsError
 from engine.storage import ConversationStore, StorageError, StreamingWriter
@@ -347,8 +346,11 @@ class ConversationController(QObject):
             else:
                 if stored.token_count:  # a reply cut off before its prompt was saved
                     self._retokenized[rid] = (message, tuple(t.id for t in message.tokens))
-                reasoning = stored.reasoning
-                if reasoning and not stored.content and stored.settings.get(THINKING_CLOSED):
+                # A reply saved mid-stream may hold the closing tag: the thinking ended.
+                ended = stored.reasoning.rstrip().endswith(THINK_CLOSE)
+                reasoning = strip_think_tags(stored.reasoning)
+                closed = ended or stored.settings.get(THINKING_CLOSED)
+                if reasoning and not stored.content and closed:
                     reasoning += THINK_CLOSE
                 history = pane.transcript.chat_messages(settings.system_prompt, until=message)
                 final = ChatMessage("assistant", stored.content, reasoning)
@@ -400,6 +402,7 @@ class ConversationController(QObject):
         """Copy the thread up to ``message`` with the pane's model and settings into a
         new pane (e.g. to run it again with the decoder switched on)."""
         if message.id is None or self.current is None:
+            self.sig_notice.emit("That message is not saved, so it cannot be cloned.")
             return
         new = self.host.add_pane()
         if new is None:
@@ -430,24 +433,19 @@ class ConversationController(QObject):
     def _on_bridge_finished(self, rid: str, event: Finished) -> None:
         if writer := self._writers.pop(rid, None):
             with self._storage("save the reply"):
-                writer.finish(event)
+                saved = writer.finish(event)
+                if (clean := strip_think_tags(saved.reasoning)) != saved.reasoning:
+                    # A replay keeps its prefix tokens' text, the closing tag's included.
+                    self.store.update_message(saved.id, reasoning=clean)
                 if rid in self._retokenized:
                     self._match_prompt(*self._retokenized.pop(rid), event.prompt_token_ids)
             self.sig_conversations_changed.emit()
 
     def _match_prompt(self, message: Message, old: tuple[int, ...], prompt: tuple) -> None:
-        """Keep a re-rendered continuation replayable: its saved prompt must come right
-        before the message's first token record."""
-        n = len(old)
-        if tuple(prompt[-n:]) == old:
-            self.store.update_message(message.id, prompt_token_ids=prompt[:-n])
-            return
-        # The text did not tokenize back to the same ids: keep only the new records.
-        kept = [replace(t, index=i) for i, t in enumerate(self.store.tokens(message.id)[n:])]
-        self.store.set_tokens(message.id, kept)
-        message.tokens = message.tokens[n:]
-        for i, t in enumerate(message.tokens):
-            t.index = i
+        if not io.realign_prompt(self.store, message.id, old, prompt):
+            message.tokens = message.tokens[len(old) :]
+            for i, t in enumerate(message.tokens):
+                t.index = i
 
     def _on_bridge_failed(self, rid: str, message: str) -> None:
         if writer := self._writers.pop(rid, None):

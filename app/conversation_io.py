@@ -10,7 +10,7 @@ first messages of the panes beside it. Plain Python; called on the GUI thread.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import fields
+from dataclasses import fields, replace
 from typing import Any
 
 from app.inference_controls import PaneSettings
@@ -126,6 +126,21 @@ def copy_thread(
         ).id
 
 
+def realign_prompt(
+    store: ConversationStore, message_id: int, old: tuple[int, ...], prompt: tuple[int, ...]
+) -> bool:
+    """After a reply with token records was continued from its text (the chat template
+    re-rendered it), keep it replayable: the saved prompt must end right before its first
+    record. True if it could; otherwise only the new records are kept (False)."""
+    n = len(old)
+    if tuple(prompt[-n:]) == old:
+        store.update_message(message_id, prompt_token_ids=prompt[:-n])
+        return True
+    kept = [replace(t, index=i) for i, t in enumerate(store.tokens(message_id)[n:])]
+    store.set_tokens(message_id, kept)
+    return False
+
+
 def layout_of(panes: list[Any]) -> list[dict[str, Any]]:
     """What restores the panes: key, model and settings of each (ChatPane-like)."""
     return [
@@ -148,6 +163,7 @@ __all__ = [
     "layout_of",
     "load_pane",
     "owned_by",
+    "realign_prompt",
     "settings_from_dict",
     "switch_version",
     "title_from",

@@ -154,7 +154,7 @@ class ConversationList(QWidget):
     def _build(self) -> None:
         head = QHBoxLayout()
         head.setContentsMargins(12, 0, 6, 0)
-        title = QLabel("CHATS", self)
+        title = QLabel("RECENT", self)
         title.setObjectName("SectionTitle")
         self.new_button = IconButton("new-chat", "New chat (Ctrl+N)", self, 18)
         self.new_button.clicked.connect(self.sig_new)

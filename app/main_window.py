@@ -16,10 +16,12 @@ from PySide6.QtCore import QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QCloseEvent, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QApplication,
+    QFrame,
     QHBoxLayout,
     QLabel,
     QMainWindow,
     QPushButton,
+    QScrollArea,
     QSplitter,
     QStackedWidget,
     QVBoxLayout,
@@ -32,6 +34,7 @@ from app.catalog import ModelCatalog
 from app.chat_pane import ChatPane
 from app.conversation_controller import ConversationController
 from app.first_run import FirstRunPage, StarterFn, StarterImport
+from app.models_page import ModelsPage
 from app.prompt_box import PromptBox
 from app.sidebar import Sidebar
 from app.widgets import IconButton
@@ -159,6 +162,19 @@ class MainWindow(QMainWindow):
         self.stack.addWidget(chat)
         self.chat_page = chat
         self.sections: dict[str, QWidget] = {"chats": chat}  # sidebar section -> page
+        if self.sidebar is not None:
+            # In a scroll area: the page's two columns must not set the window's minimum width.
+            scroll = QScrollArea(self.stack)
+            scroll.setWidgetResizable(True)
+            scroll.setFrameShape(QFrame.Shape.NoFrame)
+            frame = QWidget(scroll)
+            frame.setObjectName("Central")  # the window background, margins like the chats
+            fl = QVBoxLayout(frame)
+            fl.setContentsMargins(16, 12, 12, 12)
+            fl.addWidget(self.models_page)
+            scroll.setWidget(frame)
+            self.stack.addWidget(scroll)
+            self.sections["models"] = scroll
 
         body = QHBoxLayout()
         body.setContentsMargins(0, 0, 0, 0)
@@ -191,6 +207,9 @@ class MainWindow(QMainWindow):
         chats.sig_clone.connect(self.controller.clone)
         chats.sig_delete.connect(self.controller.delete)
         self.sidebar.sig_section.connect(self.show_section)
+        self.models_page = ModelsPage(parent=parent)
+        self.models_page.sig_library_changed.connect(self._on_models_library_changed)
+        self.sidebar.add_section("models", "Models", "models")
         self.controller.sig_conversations_changed.connect(chats.refresh)
         self.controller.sig_conversations_changed.connect(self._refresh_title)
         self.controller.sig_current_changed.connect(self._on_controller_current_changed)
@@ -201,6 +220,7 @@ class MainWindow(QMainWindow):
         page = self.sections.get(key)
         if page is not None and self.ready:
             self.stack.setCurrentWidget(page)
+            self.add_pane_button.setVisible(key == "chats")  # panes live on the chats page
         if self.sidebar is not None:
             self.sidebar.set_section(key)
 
@@ -325,20 +345,9 @@ class MainWindow(QMainWindow):
 
     def refresh_models(self) -> None:
         """Rescan the library; with no model, set up the starter one."""
-        models = self.catalog.refresh()
-        for p in self.panes:
-            p.set_models(models)
-        self._refresh_panes()
-        # Chat actions only make sense once there is a model to chat with.
-        for b in (self.new_chat_button, self.add_pane_button):
-            b.setVisible(bool(models))
-        if self.sidebar is not None:
-            self.sidebar.setVisible(bool(models))  # nothing to list before the first model
+        models = self._rescan_models()
         if models:
             self.stack.setCurrentWidget(self.chat_page)
-            self.subtitle.setText(
-                f"{len(models)} model{'s' if len(models) != 1 else ''} on this computer"
-            )
             self.prompt.edit.setFocus()
             if not self.ready:
                 self.ready = True
@@ -347,6 +356,27 @@ class MainWindow(QMainWindow):
         else:
             self.stack.setCurrentWidget(self.setup)
             self._start_import()
+
+    def _rescan_models(self) -> list:
+        """Rescan the library and give every pane's model picker the result."""
+        models = self.catalog.refresh()
+        for p in self.panes:
+            p.set_models(models)
+        self._refresh_panes()
+        # Chat actions only make sense once there is a model to chat with.
+        self.new_chat_button.setVisible(bool(models))
+        on_models = self.stack.currentWidget() is self.sections.get("models")
+        self.add_pane_button.setVisible(bool(models) and not on_models)
+        if self.sidebar is not None:
+            self.sidebar.setVisible(bool(models))  # nothing to list before the first model
+        n = len(models)
+        self.subtitle.setText(f"{n} model{'s' if n != 1 else ''} on this computer" if n else "")
+        return models
+
+    def _on_models_library_changed(self) -> None:
+        # A download or delete on the Models page: new pickers, but stay on that page.
+        if not self._rescan_models() and self.ready:
+            self._on_pane_notice("No chat model is left on this computer; download one here.")
 
     def _reopen_last_conversation(self) -> None:
         if self.controller is None or self.store is None:
@@ -402,6 +432,8 @@ class MainWindow(QMainWindow):
         self.stop_all()
         if self.controller is not None:
             self.controller.shutdown()  # a reply in progress is saved as cancelled
+        if self.sidebar is not None:
+            self.models_page.shutdown()  # downloads stop; their bytes stay for a resume
         super().closeEvent(event)
 
 

@@ -119,7 +119,7 @@ class MessageEditor(QFrame):
         buttons = QHBoxLayout()
         buttons.setSpacing(8)
         self.hint = QLabel(
-            "The original stays as a version (\u2039 \u203a)." if reply else "", self
+            "The original stays as a version to switch back to." if reply else "", self
         )
         self.hint.setObjectName("Note")
         self.cancel_button = QPushButton("Cancel", self)

@@ -436,7 +436,7 @@ def stats_summary(stats: dict, model: str = "") -> str:
     if n:
         parts.append(f"{n} tokens")
     if cached := stats.get("cached_prompt_tokens", 0):
-        parts.append(f"reused {cached} cached tokens")
+        parts.append(f"reused {cached} cached token{'s' if cached != 1 else ''}")
     if tps := stats.get("generation_tps", 0.0):
         parts.append(f"{tps:.1f} tok/s")
     if ttft := stats.get("ttft_s", 0.0):

@@ -24,6 +24,14 @@ STORED_REASONS = (*FINISH_REASONS, "edited", "interrupted")
 THINK_TAGS = ("<think>", "</think>")  # markup tokens: kept as records, not shown as text
 
 
+def strip_think_tags(text: str) -> str:
+    """Thinking text without think tags (a replay's kept tokens or a reply saved
+    mid-stream can carry the closing tag's text)."""
+    for tag in THINK_TAGS:
+        text = text.replace(tag, "")
+    return text
+
+
 @dataclass
 class TokenRecord:
     """What the inspector needs about one generated token."""
@@ -108,7 +116,7 @@ class Message:
         return cls(
             role=stored.role,
             content=stored.content,
-            reasoning=stored.reasoning,
+            reasoning=strip_think_tags(stored.reasoning),
             tokens=[TokenRecord.from_stored(t) for t in tokens],
             model=stored.model,
             finish_reason=reason,

@@ -56,6 +56,8 @@ def tokens_html(tokens: list[TokenRecord], selected: int | None = None) -> str:
     pal = theme.current()
     parts = [f"<div style=\"white-space: pre-wrap; font-family: '{theme.mono_font_family()}';\">"]
     for i, t in enumerate(tokens):
+        if i and t.channel != tokens[i - 1].channel:
+            parts.append("\n\n")  # thinking and answer read as two paragraphs
         shown = html.escape(visible_text(t.text) if not t.text.strip() else t.text)
         if "\n" in t.text:
             shown = html.escape(visible_text(t.text)) + "\n" * t.text.count("\n")

@@ -238,3 +238,27 @@ def test_clone_into_a_new_pane_copies_thread_and_settings(qtbot, bridge, catalog
 
     qtbot.waitUntil(lambda: layout()[1]["settings"]["decoder"]["decoder"] != "none")
     assert [p["key"] for p in layout()] == [pane.key, copy.key]
+
+
+def test_models_section_switches_pages_and_refreshes_pickers(qtbot, bridge, catalog, monkeypatch):
+    from app.models_page import ModelsPage
+
+    monkeypatch.setattr(ModelsPage, "start", lambda self: None)  # no hub traffic in tests
+    win = make_window(qtbot, bridge, catalog)
+    models_button = win.sidebar.section_button("models")
+    assert models_button.isVisibleTo(win)
+    models_button.click()
+    assert win.stack.currentWidget() is win.sections["models"]
+    assert win.models_page.isVisible() and not win.add_pane_button.isVisible()
+    assert win.minimumSizeHint().width() < 1100  # the page scrolls rather than widens
+    # A download finished: the pickers learn the new model, the page stays.
+    from app.catalog import ModelEntry
+
+    catalog.entries.append(ModelEntry("new-model", "New model", "fake/new-model"))
+    win.models_page.sig_library_changed.emit()
+    assert win.stack.currentWidget() is win.sections["models"]
+    picker = win.panes[0].model_picker
+    assert [picker.itemText(i) for i in range(picker.count())][-1] == "New model"
+    # Opening a chat (or the Chats button) brings the panes back.
+    win.sidebar.section_button("chats").click()
+    assert win.stack.currentWidget() is win.chat_page

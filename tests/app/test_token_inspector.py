@@ -4,10 +4,12 @@ new version, versions ‹ 2/2 ›, edit then continue, and replay on the real en
 from __future__ import annotations
 
 import pytest
+from PySide6.QtCore import Qt
 
 from app.fake_script import ANSWER, THINK_CLOSE
 from app.main_window import MainWindow
 from app.token_inspector import TokenInspector, as_record
+from app.token_text import describe
 from engine.events import Alternative, TokenEvent
 from engine.storage import TokenRecord as StoredToken
 
@@ -100,6 +102,8 @@ def test_any_token_shape_can_be_inspected(qtbot, themed):
     inspector.show_token(Message("assistant", " yes", tokens=[as_record(event)]), 0)
     assert [r.isHidden() for r in inspector.rows[:3]] == [False, False, True]
     assert inspector.chip.text() == "\u00b7yes"
+    tip = describe(as_record(event))
+    assert "80.3%" in tip and "drafted, accepted" in tip and "\u00b7no 20%" in tip
 
 
 def test_replay_from_an_alternative_makes_a_version(qtbot, bridge, catalog, fake_service):
@@ -138,6 +142,25 @@ def test_replay_from_an_alternative_makes_a_version(qtbot, bridge, catalog, fake
     assert pane.transcript.last.content == new.content
     # Versions survive a reload.
     assert win.store.active_path(win.controller.current, pane.key)[-1].id == new.id
+
+
+def test_replaying_the_closing_think_tag_ends_the_thinking(qtbot, bridge, catalog):
+    """The steering move: at a thinking token, replay from the ``</think>`` alternative."""
+    win = make_window(qtbot, bridge, catalog)
+    pane, reply = answered(qtbot, win, thinking=True)
+    i = 5
+    assert reply.tokens[i].channel == "thinking"
+    close = next(a for a in reply.tokens[i].top if a[1] == THINK_CLOSE)
+    pane.inspect(reply, i)
+    next(r for r in pane.inspector.rows if r.token_id == close[0]).replay.click()
+    qtbot.waitUntil(lambda: not pane.busy, timeout=15000)
+    new = pane.transcript.last
+    kept = "".join(t.text for t in reply.tokens[:i])
+    assert new.reasoning == kept and THINK_CLOSE not in new.reasoning
+    assert new.content == ANSWER and new.finish_reason == "stop"
+    assert win.store.get_message(new.id).reasoning == kept  # saved without the tag too
+    widget = pane.view.widget_for(new)
+    assert widget.thinking.toggle.text() == f"Thought for {i + 1} tokens"
 
 
 def test_edit_a_runaway_thinking_and_continue(qtbot, bridge, catalog, fake_service):
@@ -190,6 +213,9 @@ def test_edit_a_prompt_and_send_makes_a_new_version(qtbot, bridge, catalog, fake
     pane, _reply = answered(qtbot, win, "first wording")
     user = pane.transcript.messages[0]
     widget = pane.view.widget_for(user)
+    widget.toolbar.edit_button.click()
+    qtbot.keyClick(widget.editor.content, Qt.Key.Key_Escape)  # cancels, changes nothing
+    assert widget.editor is None and widget.bubble.isVisibleTo(widget)
     widget.toolbar.edit_button.click()
     widget.editor.content.setPlainText("second wording")
     widget.editor.run_button.click()
