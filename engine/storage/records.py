@@ -131,8 +131,8 @@ class StoredMessage:
             return None
         known = {f.name for f in fields(GenerationStats)}
         data = {k: v for k, v in self.stats.items() if k in known}
-        if "per_position_acceptance" in data:
-            data["per_position_acceptance"] = tuple(data["per_position_acceptance"])
+        # JSON has no tuples: sequences come back as lists.
+        data = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
         return GenerationStats(**data)
 
 
