@@ -162,7 +162,16 @@ def resolve_model(name: str) -> Path:
         if not (candidate / "config.json").is_file():
             raise ModelNotFound(f"{name} has no config.json; it is not a model folder")
         return candidate.resolve()
-    return find_model(name).path
+    try:
+        return find_model(name).path
+    except ModelNotFound:
+        from engine import starter
+
+        # The starter is the one model we can always provide: import it on first use,
+        # so `lookahead generate --model SmolLM2-135M-Instruct` works in a fresh home.
+        if name in (starter.STARTER_NAME, starter.STARTER_HUB_ID):
+            return starter.ensure_starter_model()
+        raise
 
 
 # -- decoders

@@ -189,9 +189,14 @@ class EngineService:
                 log.exception("event subscriber failed")
 
     def _run(self) -> None:
-        from engine.kv_cache import PromptCacheStore
+        broken = None  # set when the engine cannot start: every command then fails with it
+        try:
+            from engine.kv_cache import PromptCacheStore
 
-        self._cache_store = PromptCacheStore(disk=self.prompt_cache_disk)
+            self._cache_store = PromptCacheStore(disk=self.prompt_cache_disk)
+        except Exception as e:
+            log.error("engine failed to start:\n%s", traceback.format_exc())
+            broken = f"the engine could not start: {type(e).__name__}: {e}"
         while True:
             command = self._commands.get()
             if command is _STOP:
@@ -201,7 +206,9 @@ class EngineService:
             with self._lock:
                 cancel = self._cancel_events.get(rid) or threading.Event()
             try:
-                if cancel.is_set():
+                if broken is not None:
+                    self._emit(Failed(rid, broken))
+                elif cancel.is_set():
                     self._emit(_cancelled_before_start(rid))
                 elif isinstance(command, Generate):
                     self._generate(command, cancel)

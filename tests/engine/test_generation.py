@@ -201,3 +201,20 @@ def test_model_loaded_names_the_drafter_and_why_auto_fell_back(service, tiny):
     assert len(loaded) == 1
     assert loaded[0].decoder == "Prompt lookup"
     assert loaded[0].decoder_note and "prompt lookup" in loaded[0].decoder_note
+
+
+def test_an_engine_that_cannot_start_fails_every_command_clearly(tiny, monkeypatch):
+    import engine.kv_cache
+
+    class Broken:
+        def __init__(self, *a, **k):
+            raise OSError("cache folder is read-only")
+
+    monkeypatch.setattr(engine.kv_cache, "PromptCacheStore", Broken)
+    svc = EngineService().start()
+    try:
+        events = list(svc.stream(Generate("b1", tiny, prompt="hi")))
+    finally:
+        svc.close()
+    assert isinstance(events[-1], Failed)
+    assert "could not start" in events[-1].message and "read-only" in events[-1].message

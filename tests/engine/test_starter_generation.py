@@ -172,3 +172,13 @@ def test_cli_bad_input_is_one_clear_line(starter_model_dir, args, expected):
     assert "Traceback" not in out.stderr
     assert expected in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_the_starter_name_works_in_a_fresh_home(tmp_path, monkeypatch):
+    """`--model SmolLM2-135M-Instruct` imports the starter on first use."""
+    from engine.library import resolve_model
+    from engine.starter import STARTER_NAME
+
+    monkeypatch.setenv("LOOKAHEAD_HOME", str(tmp_path))
+    path = resolve_model(STARTER_NAME)
+    assert path.is_relative_to(tmp_path) and (path / "config.json").is_file()
