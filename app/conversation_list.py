@@ -107,7 +107,7 @@ class ConversationDelegate(QStyledItemDelegate):
     def updateEditorGeometry(self, editor: QWidget, option, index: QModelIndex) -> None:  # noqa: N802
         # The title line only, so the row keeps its shape while renaming.
         r = option.rect.adjusted(8, 4, -8, 0)
-        editor.setGeometry(QRect(r.left(), r.top(), r.width(), 24))
+        editor.setGeometry(QRect(r.left(), r.top(), r.width(), 30))
 
 
 class ConversationListWidget(QListWidget):
@@ -231,7 +231,10 @@ class ConversationList(QWidget):
         layout.addLayout(search_row)
         layout.addWidget(self.list, 1)
         layout.addWidget(self.empty, 1)
-        layout.addWidget(self.confirm)
+        confirm_row = QHBoxLayout()
+        confirm_row.setContentsMargins(8, 0, 8, 0)
+        confirm_row.addWidget(self.confirm)
+        layout.addLayout(confirm_row)
         layout.addLayout(actions)
 
     # ------------------------------------------------------------ contents
