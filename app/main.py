@@ -137,3 +137,7 @@ def _exec(app: QApplication) -> int:
     with loop:
         loop.run_until_complete(closed.wait())
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_app(sys.argv[1:]))
