@@ -10,6 +10,9 @@ Public API (for the CLI, the server and the app's Distributed settings):
 - ``DistributedEngineService(hosts, **EngineService kwargs)``: an EngineService
   whose models run across the hosts (rank 0 = this process).
 - ``make_service(hosts=None, **kwargs)``: that, or a plain EngineService.
+- ``can_link_hosts() -> bool``: False once this process has linked hosts (MLX
+  builds its group once per process): other hosts, or re-linking after a lost rank,
+  need a restart.
 
 Modules: hostfile (parsing), probe (host facts, check_hosts), launch (worker
 processes), protocol (the per-step header), sharding (each rank's part of a
@@ -27,6 +30,7 @@ __all__ = [
     "HostConfig",
     "HostStatus",
     "HostfileError",
+    "can_link_hosts",
     "check_hosts",
     "load_hosts",
     "make_service",
@@ -39,4 +43,8 @@ def __getattr__(name: str):
         from engine.distributed import service
 
         return getattr(service, name)
+    if name == "can_link_hosts":
+        from engine.distributed.cluster import can_link_hosts
+
+        return can_link_hosts
     raise AttributeError(name)

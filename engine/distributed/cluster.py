@@ -48,6 +48,16 @@ INIT_GUARD_S = 30.0
 _MONITOR_S = 0.25
 
 
+_joined: list[Cluster] = []  # MLX keeps one group per process, forever
+
+
+def can_link_hosts() -> bool:
+    """Whether this process can still link hosts: MLX creates its distributed group
+    once per process and cannot rebuild it, so new hosts (or a group lost to a dead
+    rank) need the process to restart."""
+    return not _joined
+
+
 class RankLost(EngineError):
     """A rank died or stopped responding; the message says which and what now."""
 
@@ -109,6 +119,11 @@ class Cluster:
             return
         if self.dead:
             raise RankLost(self.failure)
+        if _joined:
+            raise HostError(
+                "this process already linked hosts once and MLX cannot link it again; "
+                "restart lookahead to use other hosts"
+            )
         progress(f"linking {self.size} hosts", 0.0)
         ports = pick_ports(self.config)
         ring = ring_hostfile(self.config, ports)
@@ -149,6 +164,9 @@ class Cluster:
             path = self._tmp / key.lower()
             path.write_text(content)
             env[key] = str(path)
+        gone = [w.describe for w in self.workers if w.exited.is_set()]
+        if gone:  # init would wait for them forever
+            raise HostError(f"{', '.join(gone)} stopped before joining the group")
         saved = {k: os.environ.get(k) for k in env}
         os.environ.update(env)
         guard = None
@@ -156,8 +174,10 @@ class Cluster:
             guard = start_guard(self.config.hosts[0].ip, ports[0], INIT_GUARD_S)
         try:
             group = mx.distributed.init(backend=env["LOOKAHEAD_BACKEND"], strict=True)
+            _joined.append(self)
         except RuntimeError as e:
-            raise HostError(f"could not link the hosts: {e}") from None
+            gone = [f"{w.describe} {w.exit_reason()}" for w in self.workers if w.exited.is_set()]
+            raise HostError(f"could not link the hosts: {'; '.join(gone) or e}") from None
         finally:
             if guard is not None:
                 stop_guard(guard)

@@ -7,8 +7,9 @@ tokens back: only rank 0 has the output head. Parked (between requests), it
 waits on its stdin instead, which costs no CPU. It exits on QUIT, when rank 0's
 end of stdin closes, or when a collective fails (a rank died).
 
-Started by ``engine.distributed.launch`` (or by hand with mlx.launch's
-environment: ``MLX_RANK`` and ``MLX_HOSTFILE``).
+Started by ``engine.distributed.launch``, with mlx.launch's environment
+conventions (``MLX_RANK``, ``MLX_HOSTFILE``); not by mlx.launch itself, which
+would start rank 0 too, while here rank 0 is the already running engine.
 """
 
 from __future__ import annotations

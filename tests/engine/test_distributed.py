@@ -165,6 +165,13 @@ def drive(hosts: str, models: dict[str, str], three: bool, fault: str | None, on
         out["alive"] = service.alive
         out["after"] = summary(generate(service, "after", first))
     service.close()
+    # MLX builds one group per process: a second set of hosts is refused, clearly.
+    from engine.distributed import can_link_hosts
+
+    out["can_link"] = can_link_hosts()
+    again = DistributedEngineService(hosts).start()
+    out["again"] = summary(generate(again, "again", next(iter(chosen.values()))))
+    again.close()
     print("RESULT " + json.dumps(out), flush=True)
 
 
@@ -238,6 +245,7 @@ def test_two_ranks_match_one_process_and_survive_a_killed_rank(models, reference
     assert got["alive"] is True
     assert got["after"]["tokens"] == reference["plain"]["tokens"]
     assert got["after"]["ranks"] == 1
+    assert got["can_link"] is False and "restart lookahead" in got["again"]["failed"]
 
 
 @pytest.mark.slow
