@@ -206,10 +206,10 @@ class Generation:
         while reason is None:
             if self.cancel.is_set():
                 return "cancelled"
-            k = self.policy.next_k() if self.drafter is not None else 0
             if self.drafter is None:
                 reason, last = self._plain_steps(last)
-            elif k == 0:  # the policy paused drafting: decode a stretch at full speed
+            elif (k := self.policy.next_k()) == 0:
+                # The policy paused drafting: decode a stretch at full speed.
                 reason, last = self._plain_steps(last, self.policy.plain_tokens())
             else:
                 reason, last = self._speculative_round(last, k)
