@@ -98,14 +98,14 @@ def run(args) -> int:
         bar.set_postfix_str(unit)
         bar.refresh()
 
-    folder = D.prepare(loaded, files, prompts, args.max_new, data_progress)
+    recipe = D.prepare(loaded, files, prompts, args.max_new, data_progress)
     if bar is not None:
         bar.close()
-    data = D.load_dataset(folder)
+    data = D.load_dataset(recipe)
     data_seconds = time.perf_counter() - t0
     print(f"data: {len(data.tokens)} positions in {data.n_sequences} sequences", file=sys.stderr)
 
-    key = hashlib.sha256(f"{folder}|{Path(args.out).resolve()}".encode()).hexdigest()[:10]
+    key = hashlib.sha256(f"{recipe}|{Path(args.out).resolve()}".encode()).hexdigest()[:10]
     work = Path(args.work) if args.work else paths.cache_dir() / "mtp-runs" / key
     if args.fresh and work.exists():
         shutil.rmtree(work)

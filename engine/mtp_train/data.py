@@ -57,10 +57,9 @@ class Dataset:
         return slice(int(self.offsets[s]), int(self.offsets[s + 1]))
 
 
-def dataset_dir(model_path: Path, recipe: str = "") -> Path:
-    """A cache folder keyed by the target (config, weights size, tokenizer) and by
-    ``recipe`` (what the data is made of), so a different recipe never mixes in."""
-    h = hashlib.sha256(recipe.encode())
+def dataset_dir(model_path: Path) -> Path:
+    """The cache folder of a target (keyed by config, tokenizer and weights size)."""
+    h = hashlib.sha256()
     for name in ("config.json", "tokenizer.json"):
         f = model_path / name
         if f.exists():
@@ -68,6 +67,10 @@ def dataset_dir(model_path: Path, recipe: str = "") -> Path:
     for f in sorted(model_path.glob("*.safetensors")):
         h.update(f"{f.name}:{f.stat().st_size}".encode())
     return paths.cache_dir() / "mtp-data" / f"{model_path.name}-{h.hexdigest()[:12]}"
+
+
+def _digest(obj) -> str:
+    return hashlib.sha256(json.dumps(obj).encode()).hexdigest()[:16]
 
 
 def topk_logprobs(logits: mx.array, k: int = TOP_K) -> tuple[mx.array, mx.array]:
@@ -188,17 +191,6 @@ def _save_unit(folder: Path, unit: str, records: list[dict[str, mx.array]]) -> d
     return {"sequences": len(records), "tokens": sum(lengths)}
 
 
-def _write_manifest(folder: Path, manifest: dict) -> None:
-    tmp = folder / "manifest.tmp.json"
-    tmp.write_text(json.dumps(manifest, indent=1))
-    tmp.replace(folder / "manifest.json")
-
-
-def read_manifest(folder: Path) -> dict:
-    f = folder / "manifest.json"
-    return json.loads(f.read_text()) if f.exists() else {"units": {}}
-
-
 def build_dataset(
     loaded,
     folder: Path,
@@ -207,27 +199,20 @@ def build_dataset(
     max_new: int = 256,
     files: list[str] | None = None,
     progress: Progress | None = None,
-) -> dict:
-    """Compute and cache every unit not cached yet; returns the manifest.
+) -> Path:
+    """Compute and cache every unit not cached yet; returns the recipe file.
 
-    Units are batches of prompts (``gen-*``) or text windows (``text-*``); a unit is
-    written whole, so an interrupted build loses at most the unit in flight.
+    Units are batches of prompts (``gen-*``) or text windows (``text-*``), named by a
+    hash of their inputs, so any later recipe that shares a batch reuses it (new
+    files on the machine change the text units, not the costly replies). A unit is
+    written whole: an interrupted build loses at most the unit in flight. The recipe
+    file lists the units of this data set and what they were made from.
     """
     from engine.events import ChatMessage
 
     folder.mkdir(parents=True, exist_ok=True)
     manifest = read_manifest(folder)
     manifest.setdefault("units", {})
-    manifest.update(
-        target=loaded.name,
-        top_k=TOP_K,
-        max_new_tokens=max_new,
-        prompts=len(prompts),
-        text_windows=len(text_windows),
-        window=WINDOW,
-    )
-    if files is not None:
-        manifest["files"] = files
     eos = set(getattr(loaded.tokenizer, "eos_token_ids", None) or [])
     units: list[tuple[str, Callable[[], list[dict]], list[str], int]] = []
     for i in range(0, len(prompts), GEN_BATCH):
@@ -235,7 +220,7 @@ def build_dataset(
         ids = [list(loaded.chat.render([ChatMessage("user", text)]).token_ids) for _, text in batch]
         units.append(
             (
-                f"gen-{i // GEN_BATCH:04d}",
+                f"gen-{_digest([ids, max_new, TOP_K])}",
                 lambda ids=ids: generate_states(loaded.model, ids, max_new, eos),
                 [k for k, _ in batch],
                 sum(len(x) for x in ids) + max_new * len(ids) // 2,
@@ -243,42 +228,70 @@ def build_dataset(
         )
     for i in range(0, len(text_windows), TEXT_BATCH):
         batch = text_windows[i : i + TEXT_BATCH]
+        windows = [ids for _, ids in batch]
         units.append(
             (
-                f"text-{i // TEXT_BATCH:05d}",
-                lambda w=[ids for _, ids in batch]: text_states(loaded.model, w),
+                f"text-{_digest([windows, TOP_K])}",
+                lambda w=windows: text_states(loaded.model, w),
                 [k for k, _ in batch],
-                sum(len(ids) for _, ids in batch),
+                sum(len(ids) for ids in windows),
             )
         )
     planned = sum(u[3] for u in units)
-    done = sum(v["tokens"] for v in manifest["units"].values())
-    for name, compute, kinds, _ in units:
-        if name in manifest["units"] and (folder / f"{name}.safetensors").exists():
+    done = 0
+    for name, compute, kinds, estimate in units:
+        info = manifest["units"].get(name)
+        if info is not None and (folder / f"{name}.safetensors").exists():
+            done += info["tokens"]
             continue
         t0 = time.perf_counter()
         info = _save_unit(folder, name, compute())
         info.update(kinds=kinds, seconds=round(time.perf_counter() - t0, 2))
         manifest["units"][name] = info
-        _write_manifest(folder, manifest)
+        _write_json(folder / "manifest.json", manifest)
         done += info["tokens"]
+        planned += info["tokens"] - estimate
         if progress:
             progress(name, done, max(planned, done))
-    _write_manifest(folder, manifest)
-    return manifest
+    recipe = {
+        "target": loaded.name,
+        "units": [u[0] for u in units],
+        "top_k": TOP_K,
+        "max_new_tokens": max_new,
+        "prompts": len(prompts),
+        "text_windows": len(text_windows),
+        "window": WINDOW,
+        "files": files or [],
+    }
+    path = folder / f"recipe-{_digest(recipe)}.json"
+    _write_json(path, recipe)
+    return path
 
 
-def load_dataset(folder: Path) -> Dataset:
-    """Every cached unit, concatenated in name order (numpy, ready for batching)."""
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    tmp.replace(path)
+
+
+def read_manifest(folder: Path) -> dict:
+    f = folder / "manifest.json"
+    return json.loads(f.read_text()) if f.exists() else {"units": {}}
+
+
+def load_dataset(recipe_file: Path) -> Dataset:
+    """The units of a recipe, concatenated in recipe order (numpy, ready for batching)."""
+    recipe = json.loads(Path(recipe_file).read_text())
+    folder = Path(recipe_file).parent
     manifest = read_manifest(folder)
     parts: dict[str, list[np.ndarray]] = {k: [] for k in ("tokens", "hidden", "top_ids", "top_lp")}
     offsets = [np.zeros(1, dtype=np.int64)]
     kinds: list[str] = []
     base = 0
-    for name in sorted(manifest["units"]):
+    for name in recipe["units"]:
         f = folder / f"{name}.safetensors"
-        if not f.exists():
-            continue
+        if name not in manifest["units"] or not f.exists():
+            raise FileNotFoundError(f"{f} is missing: build the data set again")
         arrays = mx.load(str(f))
         for key in parts:
             parts[key].append(np.array(arrays[key]))
@@ -289,7 +302,7 @@ def load_dataset(folder: Path) -> Dataset:
         prefix = "text:" if name.startswith("text-") else ""
         kinds += [prefix + k for k in manifest["units"][name]["kinds"]]
     if not kinds:
-        raise FileNotFoundError(f"no cached training data in {folder}")
+        raise FileNotFoundError(f"{recipe_file} lists no data")
     return Dataset(
         tokens=np.concatenate(parts["tokens"]),
         hidden=np.concatenate(parts["hidden"]),
@@ -297,7 +310,7 @@ def load_dataset(folder: Path) -> Dataset:
         top_lp=np.concatenate(parts["top_lp"]),
         offsets=np.concatenate(offsets),
         kinds=kinds,
-        manifest=manifest,
+        manifest=recipe,
     )
 
 
@@ -308,7 +321,7 @@ def prepare(
     max_new: int = 256,
     progress: Progress | None = None,
 ) -> Path:
-    """Build (or resume) the cached data set for ``loaded``; returns its folder.
+    """Build (or resume) the cached data set for ``loaded``; returns its recipe file.
 
     ``files``: TextFile entries (None: the default offline corpus); ``prompts``:
     (kind, message) pairs for self-generated replies (None: the built-in set).
@@ -319,8 +332,6 @@ def prepare(
     files = default_corpus() if files is None else files
     prompts = training_prompts() if prompts is None else prompts
     names = [f"{f.kind}:{f.path}" for f in files]
-    recipe = json.dumps({"files": names, "prompts": prompts, "max_new": max_new, "k": TOP_K})
-    folder = dataset_dir(Path(loaded.path), recipe)
     windows = token_windows(loaded.tokenizer, files, WINDOW)
-    build_dataset(loaded, folder, prompts, windows, max_new, names, progress)
-    return folder
+    folder = dataset_dir(Path(loaded.path))
+    return build_dataset(loaded, folder, prompts, windows, max_new, names, progress)

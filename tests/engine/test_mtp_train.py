@@ -46,10 +46,12 @@ def test_dataset_rows_are_the_targets_own_predictions(tiny) -> None:
     toks, top = data.tokens[s], data.top_ids[s]
     n_prompt = len(model.chat.render([_msg(PROMPTS[0][1])]).token_ids)
     assert np.array_equal(toks[n_prompt:], top[n_prompt - 1 : -1, 0])
-    # Resuming the build computes nothing new.
-    before = json.loads((folder / "manifest.json").read_text())["units"]
-    D.build_dataset(model, folder, PROMPTS, [], max_new=24)
-    assert json.loads((folder / "manifest.json").read_text())["units"] == before
+    # Building again computes nothing new, and a recipe sharing the replies reuses them.
+    manifest = folder.parent / "manifest.json"
+    before = json.loads(manifest.read_text())["units"]
+    other = D.build_dataset(model, folder.parent, PROMPTS, [], max_new=24)
+    assert json.loads(manifest.read_text())["units"] == before
+    assert D.load_dataset(other).n_sequences == len(PROMPTS)
 
 
 def _msg(text: str):
