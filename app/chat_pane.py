@@ -11,6 +11,7 @@ given (``start``). ``python -m app.chat_pane`` shows one against the fake engine
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 
 from PySide6.QtCore import QEvent, QObject, Qt, Signal
 from PySide6.QtWidgets import (
@@ -35,7 +36,7 @@ from app.token_inspector import TokenInspector
 from app.transcript_view import TranscriptView
 from app.widgets import IconButton
 from engine.events import Finished, Generate, GenerationStats, LoadProgress, ModelLoaded
-from engine.settings import SettingsError
+from engine.settings import ModelSettings, SettingsError
 
 _request_ids = itertools.count(1)
 INSPECTOR_WIDTH = 276
@@ -79,6 +80,8 @@ class ChatPane(QFrame):
         self.key = ""  # this pane's name in the conversation store, set by the controller
         self.transcript = PaneTranscript()
         self.request_id: str | None = None
+        # How models load for this pane's requests (the app's dtype setting).
+        self.load_settings = ModelSettings()
         self._status = ""
         self._entries: list[ModelEntry] = []
         self._build()
@@ -326,6 +329,8 @@ class ChatPane(QFrame):
 
     def start(self, command: Generate) -> None:
         """Run ``command``; its events stream into ``transcript.last``."""
+        if command.load != self.load_settings:
+            command = replace(command, load=self.load_settings)
         self.request_id = command.request_id
         self._status = "Waiting for the engine\u2026"
         self.metrics.reset(drafting=command.decoder.enabled)

@@ -60,6 +60,20 @@ class PaneSettings:
         }
 
 
+_defaults = PaneSettings(SamplingSettings(max_loop_count=DEFAULT_MAX_LOOP_COUNT))
+
+
+def set_defaults(thinking: str, max_tokens: int, max_loop_count: int) -> None:
+    """What new panes and "Reset to defaults" start with (the app's Settings page)."""
+    global _defaults
+    sampling = SamplingSettings(max_tokens=max_tokens, max_loop_count=max_loop_count)
+    _defaults = PaneSettings(sampling.validated(), thinking=thinking)
+
+
+def defaults() -> PaneSettings:
+    return _defaults
+
+
 def _section(title: str, parent: QWidget) -> QLabel:
     label = QLabel(title.upper(), parent)
     label.setObjectName("SectionTitle")
@@ -97,6 +111,7 @@ class InferenceControls(QWidget):
         self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
         self._thinking_modes: tuple[str, ...] = ("off",)
         self._chosen_decoder: str | None = None  # the user's explicit pick, kept across models
+        self._wanted_thinking = "off"  # kept across models that cannot think
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
         outer.setSpacing(0)
@@ -186,6 +201,7 @@ class InferenceControls(QWidget):
         row.addStretch(1)
         self.thinking_buttons["off"].setChecked(True)
         self.thinking_group.buttonToggled.connect(lambda *_: self.sig_changed.emit())
+        self.thinking_group.buttonClicked.connect(self._on_thinking_clicked)
         layout.addLayout(row)
         self._layout.addWidget(self.thinking_section)
 
@@ -248,11 +264,14 @@ class InferenceControls(QWidget):
         self._thinking_modes = entry.thinking_modes if entry else ("off",)
         for mode, button in self.thinking_buttons.items():
             button.setVisible(mode in self._thinking_modes)
-        if self.thinking() not in self._thinking_modes:
-            self.thinking_buttons["off"].setChecked(True)
+        wanted = self._wanted_thinking
+        self.thinking_buttons[wanted if wanted in self._thinking_modes else "off"].setChecked(True)
         self.thinking_section.setVisible(len(self._thinking_modes) > 1)
         self._refresh_decoder_note()
         self.sig_changed.emit()
+
+    def _on_thinking_clicked(self, button: QToolButton) -> None:
+        self._wanted_thinking = self.thinking()
 
     def _on_decoder_toggled(self, on: bool) -> None:
         self.decoder_combo.setEnabled(on)
@@ -340,13 +359,14 @@ class InferenceControls(QWidget):
                 self.decoder_combo.setCurrentIndex(i)
                 self._chosen_decoder = opt.value
         self.draft_tokens.setValue(s.decoder.draft_tokens or 0)
+        self._wanted_thinking = s.thinking
         mode = s.thinking if s.thinking in self._thinking_modes else "off"
         self.thinking_buttons[mode].setChecked(True)
         self.system_prompt.setPlainText(s.system_prompt)
         self._on_decoder_toggled_state()
 
     def reset(self) -> None:
-        self.set_settings(PaneSettings(SamplingSettings(max_loop_count=DEFAULT_MAX_LOOP_COUNT)))
+        self.set_settings(_defaults)
 
     def set_decoder_enabled(self, on: bool) -> None:
         self.decoder_enabled.setChecked(on)
@@ -360,7 +380,7 @@ def _demo(bridge, catalog) -> InferenceControls:
     return controls
 
 
-__all__ = ["InferenceControls", "PaneSettings"]
+__all__ = ["InferenceControls", "PaneSettings", "defaults", "set_defaults"]
 
 if __name__ == "__main__":
     from app.demo import run_demo
