@@ -112,6 +112,7 @@ class FakeEngineService:
         self._loaded: set[str] = set()
         self._thread: threading.Thread | None = None
         self.submitted: list[Generate | LoadModel | UnloadModel] = []  # for tests
+        self.cache_prompts = False  # EngineService's switch; the fake keeps nothing on disk
 
     # ------------------------------------------------------------ public API (any thread)
 
@@ -120,6 +121,10 @@ class FakeEngineService:
             self._thread = threading.Thread(target=self._run, name="fake-engine", daemon=True)
             self._thread.start()
         return self
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
 
     def close(self, timeout: float = 5.0) -> None:
         if self._thread is not None:
@@ -354,6 +359,24 @@ class FakeEngineService:
             else 0.0,
             finish_reason=reason,
         )
+
+
+def fake_api_catalog():
+    """The API server's model catalog (engine.server) listing the fake models and the
+    fake MTP decoder, so an ApiServer on the fake engine answers for them."""
+    from pathlib import Path
+
+    from engine.library import LocalModel
+    from engine.server.catalog import ModelCatalog
+
+    models = [
+        LocalModel(m.id, Path(m.path), "path", m.model_type, False, 135_000_000)
+        for m in FAKE_MODELS
+    ]
+    models.append(
+        LocalModel("SmolLM2-135M-MTP", Path("fake/SmolLM2-135M-MTP"), "path", "llama_mtp", True)
+    )
+    return ModelCatalog(source=lambda: list(models))
 
 
 def _pending_ids(q: queue.Queue) -> list[str]:
