@@ -17,6 +17,7 @@ from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
 
 from app import theme
+from app.app_settings import AppSettings, apply_theme_setting, follow_system_theme, hostfile_path
 from app.bridge import EngineBridge
 from app.catalog import ModelCatalog
 from app.first_run import default_starter
@@ -28,7 +29,10 @@ log = logging.getLogger(__name__)
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="lookahead", description="Lookahead desktop app")
     p.add_argument(
-        "--theme", choices=("light", "dark"), default=os.environ.get("LOOKAHEAD_THEME", "dark")
+        "--theme",
+        choices=("light", "dark", "system"),
+        default=os.environ.get("LOOKAHEAD_THEME"),
+        help="this run only (default: the theme chosen in Settings)",
     )
     p.add_argument(
         "--fake-engine", action="store_true", help="use the scripted fake engine (no model)"
@@ -50,19 +54,36 @@ def _headless() -> bool:
     )
 
 
-def _make_engine(args: argparse.Namespace):
-    """The engine service, catalog and starter importer for these options."""
+def _make_engine(args: argparse.Namespace, settings: AppSettings):
+    """The engine service, catalog, starter importer, the API's model catalog (None:
+    the library) and a notice for the user, for these options and settings."""
     if args.fake_engine:
-        from app.fake_engine import FakeEngineService, fake_catalog, fake_starter
+        from app.fake_engine import FakeEngineService, fake_api_catalog, fake_catalog, fake_starter
 
         catalog = fake_catalog()
+        starter = None
         if args.first_run:
             catalog.entries = []
-            return FakeEngineService().start(), catalog, fake_starter(catalog)
-        return FakeEngineService().start(), catalog, None
+            starter = fake_starter(catalog)
+        return FakeEngineService().start(), catalog, starter, fake_api_catalog(), ""
+    from engine.errors import EngineError
     from engine.service import EngineService
 
-    return EngineService().start(), ModelCatalog(), default_starter()
+    cache = settings.serve.cache_prompts
+    notice = ""
+    service = None
+    if settings.use_hosts:
+        from engine.distributed import make_service
+
+        try:
+            service = make_service(hostfile_path(), cache_prompts=cache)
+        except EngineError as e:  # unusable hosts: run here, and say why
+            notice = (
+                f"Models run on this computer only: the Distributed hosts cannot be used ({e})."
+            )
+            log.warning("%s", notice)
+    service = service or EngineService(cache_prompts=cache)
+    return service.start(), ModelCatalog(), default_starter(), None, notice
 
 
 def run_app(argv: list[str]) -> int:
@@ -74,10 +95,21 @@ def run_app(argv: list[str]) -> int:
     app.setApplicationName("Lookahead")
     app.setOrganizationName("Lookahead")
     app.setWindowIcon(theme.app_icon())
-    theme.apply_theme(app, args.theme)
-    service, catalog, starter = _make_engine(args)
+    settings = AppSettings()
+    apply_theme_setting(app, args.theme or settings.theme)
+    follow_system_theme(app, settings)
+    service, catalog, starter, api_catalog, notice = _make_engine(args, settings)
     bridge = EngineBridge(service)
-    window = MainWindow(bridge, catalog, starter, panes=max(1, min(4, args.panes)))
+    window = MainWindow(
+        bridge,
+        catalog,
+        starter,
+        panes=max(1, min(4, args.panes)),
+        settings=settings,
+        api_catalog=api_catalog,
+    )
+    if notice:
+        window.statusBar().showMessage(notice, 20000)
     width, height = (int(v) for v in args.size.lower().split("x"))
     window.resize(width, height)
     window.show()

@@ -29,15 +29,20 @@ from PySide6.QtWidgets import (
 )
 
 from app import theme
+from app.app_settings import AppSettings
 from app.bridge import EngineBridge
 from app.catalog import ModelCatalog
 from app.chat_pane import ChatPane
 from app.conversation_controller import ConversationController
 from app.first_run import FirstRunPage, StarterFn, StarterImport
+from app.inference_controls import set_defaults
 from app.models_page import ModelsPage
 from app.prompt_box import PromptBox
+from app.serve_page import ServePage
+from app.settings_page import SettingsPage
 from app.sidebar import Sidebar
 from app.widgets import IconButton
+from engine.settings import ModelSettings
 from engine.storage import ConversationStore, StorageError
 
 MAX_PANES = 4
@@ -66,10 +71,17 @@ class MainWindow(QMainWindow):
         starter: StarterFn | None = None,
         panes: int = 2,
         store: ConversationStore | None = None,
+        settings: AppSettings | None = None,
+        api_catalog: object = None,
     ):
+        """``api_catalog``: the Serve page's engine.server ModelCatalog (default: the
+        local library; the fake engine passes its own)."""
         super().__init__()
         self.bridge = bridge
         self.catalog = catalog
+        self.settings = settings or AppSettings(parent=self)
+        self._api_catalog = api_catalog
+        self._on_settings_changed("pane")
         self.panes: list[ChatPane] = []
         self.focused: ChatPane | None = None
         self.ready = False
@@ -97,6 +109,7 @@ class MainWindow(QMainWindow):
             self._importer.sig_done.connect(self._on_importer_done)
             self._importer.sig_failed.connect(self._on_importer_failed)
         self.setup.sig_retry.connect(self._start_import)
+        self.settings.sig_changed.connect(self._on_settings_changed)
         QApplication.instance().focusChanged.connect(self._on_app_focus_changed)
         theme.manager().sig_changed.connect(self._on_theme_changed)
         self._on_theme_changed(theme.current())
@@ -163,18 +176,23 @@ class MainWindow(QMainWindow):
         self.chat_page = chat
         self.sections: dict[str, QWidget] = {"chats": chat}  # sidebar section -> page
         if self.sidebar is not None:
-            # In a scroll area: the page's two columns must not set the window's minimum width.
-            scroll = QScrollArea(self.stack)
-            scroll.setWidgetResizable(True)
-            scroll.setFrameShape(QFrame.Shape.NoFrame)
-            frame = QWidget(scroll)
-            frame.setObjectName("Central")  # the window background, margins like the chats
-            fl = QVBoxLayout(frame)
-            fl.setContentsMargins(16, 12, 12, 12)
-            fl.addWidget(self.models_page)
-            scroll.setWidget(frame)
-            self.stack.addWidget(scroll)
-            self.sections["models"] = scroll
+            for key, page in (
+                ("models", self.models_page),
+                ("serve", self.serve_page),
+                ("settings", self.settings_page),
+            ):
+                # In a scroll area: a page's columns must not set the window's minimum width.
+                scroll = QScrollArea(self.stack)
+                scroll.setWidgetResizable(True)
+                scroll.setFrameShape(QFrame.Shape.NoFrame)
+                frame = QWidget(scroll)
+                frame.setObjectName("Central")  # the window background, margins like the chats
+                fl = QVBoxLayout(frame)
+                fl.setContentsMargins(16, 12, 12, 12)
+                fl.addWidget(page)
+                scroll.setWidget(frame)
+                self.stack.addWidget(scroll)
+                self.sections[key] = scroll
 
         body = QHBoxLayout()
         body.setContentsMargins(0, 0, 0, 0)
@@ -210,6 +228,11 @@ class MainWindow(QMainWindow):
         self.models_page = ModelsPage(parent=parent)
         self.models_page.sig_library_changed.connect(self._on_models_library_changed)
         self.sidebar.add_section("models", "Models", "models")
+        self.serve_page = ServePage(self.bridge, self.settings, self._api_catalog, parent)
+        self.models_page.sig_library_changed.connect(self.serve_page.refresh_models)
+        self.sidebar.add_section("serve", "Serve", "serve")
+        self.settings_page = SettingsPage(self.settings, parent)
+        self.sidebar.add_section("settings", "Settings", "settings")
         self.controller.sig_conversations_changed.connect(chats.refresh)
         self.controller.sig_conversations_changed.connect(self._refresh_title)
         self.controller.sig_current_changed.connect(self._on_controller_current_changed)
@@ -260,6 +283,8 @@ class MainWindow(QMainWindow):
         pane.sig_busy_changed.connect(self._on_pane_busy_changed)
         pane.sig_suggestion.connect(self.prompt.set_text)
         pane.sig_notice.connect(self._on_pane_notice)
+        pane.controls.sig_changed.connect(self._sync_served_model)
+        pane.load_settings = ModelSettings(self.settings.dtype)
         self.splitter.addWidget(pane)
         self.panes.append(pane)
         if self.controller is not None:
@@ -289,6 +314,22 @@ class MainWindow(QMainWindow):
         for p in self.panes:
             p.set_focused(p is pane and len(self.panes) > 1)
         self._refresh_panes()
+        self._sync_served_model()
+
+    def _sync_served_model(self) -> None:
+        """Tell the Serve page what the focused pane runs (its API model override)."""
+        pane = self.focused
+        if self.sidebar is not None and pane is not None and pane in self.panes:
+            decoder = pane.controls.settings().decoder.decoder
+            self.serve_page.set_focused_model(pane.model_id(), decoder, pane.title)
+
+    def _on_settings_changed(self, section: str) -> None:
+        if section == "pane":
+            d = self.settings.pane
+            set_defaults(d.thinking, d.max_tokens, d.max_loop_count)
+        elif section == "dtype":
+            for p in self.panes:
+                p.load_settings = ModelSettings(self.settings.dtype)
 
     def _refresh_panes(self) -> None:
         for p in self.panes:
@@ -365,8 +406,8 @@ class MainWindow(QMainWindow):
         self._refresh_panes()
         # Chat actions only make sense once there is a model to chat with.
         self.new_chat_button.setVisible(bool(models))
-        on_models = self.stack.currentWidget() is self.sections.get("models")
-        self.add_pane_button.setVisible(bool(models) and not on_models)
+        on_page = self.stack.currentWidget() not in (self.chat_page, self.setup)
+        self.add_pane_button.setVisible(bool(models) and not on_page)
         if self.sidebar is not None:
             self.sidebar.setVisible(bool(models))  # nothing to list before the first model
         n = len(models)
@@ -420,8 +461,9 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------ theme and closing
 
     def toggle_theme(self) -> None:
-        app = QApplication.instance()
-        theme.apply_theme(app, "light" if theme.current().dark else "dark")
+        name = "light" if theme.current().dark else "dark"
+        self.settings.set("theme", name)  # the switch is a choice, as in Settings
+        theme.apply_theme(QApplication.instance(), name)
 
     def _on_theme_changed(self, pal: theme.Palette) -> None:
         self.theme_button.set_icon_name("sun" if pal.dark else "moon")
@@ -434,6 +476,7 @@ class MainWindow(QMainWindow):
             self.controller.shutdown()  # a reply in progress is saved as cancelled
         if self.sidebar is not None:
             self.models_page.shutdown()  # downloads stop; their bytes stay for a resume
+            self.serve_page.shutdown()  # open API streams end, the port is released
         super().closeEvent(event)
 
 
