@@ -315,6 +315,11 @@ class DistributedSettings(QWidget):
             "" if n >= 2 else "Add at least one more host: the first one is this computer"
         )
         self.test_button.setText("Testing\u2026" if self.checking else "Test connection")
+        hint = "Add at least one more computer to test the connection."
+        if n < 2 and not self.checking and self.message.text() in ("", hint):
+            self._set_message(hint)
+        elif self.message.text() == hint:
+            self._set_message("")
         self.remove_button.setEnabled(self.table.rowCount() > 0)
 
 
