@@ -171,6 +171,14 @@ def data_facts(data) -> dict:
     }
 
 
+def _states_seconds(data) -> float:
+    """Compute time of the data set's units, whenever they were built (cached or not)."""
+    from engine.mtp_train.data import read_manifest
+
+    units = read_manifest(Path(data.manifest["folder"]))["units"]
+    return sum(units.get(u, {}).get("seconds", 0.0) for u in data.manifest["units"])
+
+
 def _export(args, loaded, data, trainer, state, data_seconds: float) -> Path:
     from engine.mtp_train.export import export_decoder, head_weights_from
     from engine.runtime import runtime_info
@@ -190,7 +198,8 @@ def _export(args, loaded, data, trainer, state, data_seconds: float) -> Path:
         f"weight decay {cfg.weight_decay}",
         "depths": f"{cfg.depths} (depth-2 loss weight {cfg.depth2_weight})",
         "init": cfg.init,
-        "data_minutes": round(data_seconds / 60, 1),
+        "target_states_minutes": round(_states_seconds(data) / 60, 1),
+        "data_wall_minutes_this_run": round(data_seconds / 60, 1),
         "train_minutes": round(state.seconds / 60, 1),
         "hardware": f"{info.device}, {info.blas}, {loaded.dtype}",
         "validation": {k: v for k, v in state.best.items() if isinstance(v, dict)},

@@ -310,7 +310,7 @@ def load_dataset(recipe_file: Path) -> Dataset:
         top_lp=np.concatenate(parts["top_lp"]),
         offsets=np.concatenate(offsets),
         kinds=kinds,
-        manifest=recipe,
+        manifest={**recipe, "folder": str(folder)},
     )
 
 
