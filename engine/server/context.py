@@ -10,7 +10,8 @@ from pathlib import Path
 
 from starlette.concurrency import run_in_threadpool
 
-from engine.server.bridge import EngineBridge
+from engine.events import Failed, Finished
+from engine.server.bridge import EngineBridge, EngineRun, collect
 from engine.server.catalog import DECODER_TAG, ModelCatalog, Target
 from engine.server.errors import ApiError
 from engine.server.tools import ToolFormat, tool_format
@@ -86,6 +87,17 @@ class ApiContext:
             return tool_format(path)
 
         return await run_in_threadpool(find)
+
+
+async def collect_finished(run: EngineRun, receive) -> tuple[list, Finished]:
+    """All of a non-streaming run's events and its Finished event, or the HTTP error."""
+    events = await collect(run, receive)
+    final = events[-1] if events else None
+    if isinstance(final, Failed):
+        raise failure(final.message)
+    if not isinstance(final, Finished):
+        raise ApiError(499, "the client went away")
+    return events, final
 
 
 def failure(message: str) -> ApiError:

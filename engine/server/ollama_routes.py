@@ -25,7 +25,7 @@ from engine.events import (
 )
 from engine.server.bridge import EngineRun, collect, first_output, replay
 from engine.server.catalog import Target
-from engine.server.context import ApiContext, failure
+from engine.server.context import ApiContext, collect_finished, failure
 from engine.server.errors import ApiError
 from engine.server.params import (
     bad,
@@ -248,12 +248,7 @@ async def _respond(
         return StreamingResponse(
             stream, media_type="application/x-ndjson", background=BackgroundTask(run.close)
         )
-    events = await collect(run, request.receive)
-    final = events[-1] if events else None
-    if isinstance(final, Failed):
-        raise failure(final.message)
-    if not isinstance(final, Finished):
-        raise ApiError(499, "the client went away")
+    events, final = await collect_finished(run, request.receive)
     total = whole_reply(reply, events, final)
     return shape.final(total, reply, final)
 

@@ -17,8 +17,8 @@ from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from engine.events import Failed, Finished, Generate, GenerationStats, TokenEvent
-from engine.server.bridge import EngineRun, collect, first_output, replay
-from engine.server.context import ApiContext, failure
+from engine.server.bridge import EngineRun, first_output, replay
+from engine.server.context import ApiContext, collect_finished, failure
 from engine.server.errors import ApiError, error_body
 from engine.server.params import (
     bad,
@@ -154,12 +154,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request):
         return StreamingResponse(
             stream, media_type="text/event-stream", background=BackgroundTask(run.close)
         )
-    events = await collect(run, request.receive)
-    final = events[-1] if events else None
-    if isinstance(final, Failed):
-        raise failure(final.message)
-    if not isinstance(final, Finished):
-        raise ApiError(499, "the client went away")
+    events, final = await collect_finished(run, request.receive)
     total = whole_reply(reply, events, final)
     message: dict = {"role": "assistant", "content": total.content}
     if total.reasoning:
@@ -325,12 +320,7 @@ async def completions(body: CompletionRequest, request: Request):
         return StreamingResponse(
             stream, media_type="text/event-stream", background=BackgroundTask(run.close)
         )
-    events = await collect(run, request.receive)
-    final = events[-1] if events else None
-    if isinstance(final, Failed):
-        raise failure(final.message)
-    if not isinstance(final, Finished):
-        raise ApiError(499, "the client went away")
+    events, final = await collect_finished(run, request.receive)
     total = whole_reply(reply, events, final)
     choice = {
         "index": 0,
