@@ -123,16 +123,8 @@ async def chat_completions(body: ChatCompletionRequest, request: Request):
     if body.response_format is not None and body.response_format.type != "text":
         raise bad("response_format: only 'text' is supported", "response_format")
     top = (body.top_logprobs or 0) if body.logprobs else 0
-    settings = sampling(
-        temperature=1.0 if body.temperature is None else body.temperature,
-        top_p=1.0 if body.top_p is None else body.top_p,
-        top_k=body.top_k or 0,
-        min_p=body.min_p or 0.0,
-        repetition_penalty=body.repetition_penalty or 1.0,
-        seed=body.seed,
-        max_tokens=ctx.limits.max_tokens(body.max_completion_tokens or body.max_tokens),
-        stop=stop_strings(body.stop),
-        top_alternatives=top,
+    settings = _sampling(
+        body, ctx.limits.max_tokens(body.max_completion_tokens or body.max_tokens), top
     )
     rid = new_id("chatcmpl")
     command = Generate(
@@ -288,17 +280,7 @@ async def completions(body: CompletionRequest, request: Request):
     if body.echo and prompt_text is None:
         raise bad("echo: needs a text prompt", "echo")
     top = body.logprobs or 0
-    settings = sampling(
-        temperature=1.0 if body.temperature is None else body.temperature,
-        top_p=1.0 if body.top_p is None else body.top_p,
-        top_k=body.top_k or 0,
-        min_p=body.min_p or 0.0,
-        repetition_penalty=body.repetition_penalty or 1.0,
-        seed=body.seed,
-        max_tokens=ctx.limits.max_tokens(body.max_tokens),
-        stop=stop_strings(body.stop),
-        top_alternatives=top,
-    )
+    settings = _sampling(body, ctx.limits.max_tokens(body.max_tokens), top)
     rid = new_id("cmpl")
     command = Generate(
         rid,
@@ -391,3 +373,18 @@ async def _text_stream(
         yield _sse("[DONE]")
     finally:
         run.close()
+
+
+def _sampling(body, max_tokens: int, top: int):
+    """Sampling settings from the fields chat and text completions share."""
+    return sampling(
+        temperature=1.0 if body.temperature is None else body.temperature,
+        top_p=1.0 if body.top_p is None else body.top_p,
+        top_k=body.top_k or 0,
+        min_p=body.min_p or 0.0,
+        repetition_penalty=body.repetition_penalty or 1.0,
+        seed=body.seed,
+        max_tokens=max_tokens,
+        stop=stop_strings(body.stop),
+        top_alternatives=top,
+    )
