@@ -21,6 +21,7 @@ from app.app_settings import AppSettings, apply_theme_setting, follow_system_the
 from app.bridge import EngineBridge
 from app.catalog import ModelCatalog
 from app.first_run import default_starter
+from app.gui_thread_gc import collect_on_gui_thread
 from app.main_window import MainWindow
 
 log = logging.getLogger(__name__)
@@ -92,6 +93,7 @@ def run_app(argv: list[str]) -> int:
     if args.screenshot and _headless():
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # a screenshot needs no screen
     app = QApplication.instance() or QApplication([sys.argv[0]])
+    collect_on_gui_thread()
     app.setApplicationName("Lookahead")
     app.setOrganizationName("Lookahead")
     app.setWindowIcon(theme.app_icon())

@@ -17,6 +17,14 @@ def _home(tmp_path, monkeypatch):
     monkeypatch.setenv("LOOKAHEAD_HOME", str(tmp_path / "home"))
 
 
+@pytest.fixture(autouse=True)
+def _gc_on_gui_thread(qapp):
+    """As in the app: a worker thread's collection must never destroy Qt objects."""
+    from app.gui_thread_gc import collect_on_gui_thread
+
+    collect_on_gui_thread()
+
+
 @pytest.fixture
 def themed(qapp):
     """The app with the dark theme applied (fonts, palette, stylesheet)."""
