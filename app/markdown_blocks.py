@@ -1,5 +1,8 @@
 """Split a (possibly half-streamed) markdown reply into prose and fenced code blocks.
 
+Prose is split further into paragraphs (at blank lines), so while a reply streams only
+its last paragraph changes and needs laying out again. A paragraph indented by four
+spaces or a tab (a list item's continuation, indented code) stays with the one before.
 Plain Python. Offsets point into the original text so token highlighting can map
 characters back to the tokens that produced them.
 """
@@ -11,6 +14,7 @@ import re
 from dataclasses import dataclass
 
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})\s*([\w+#.-]*)[^\n]*$")
+_BLANK_LINES = re.compile(r"\n(?:[ \t]*\n)+")
 
 
 @dataclass(frozen=True)
@@ -49,10 +53,17 @@ def split_blocks(source: str) -> list[Block]:
 
 
 def _add_prose(blocks: list[Block], source: str, start: int, end: int) -> None:
-    text = source[start:end]
-    if text.strip():
-        lead = len(text) - len(text.lstrip("\n"))
-        blocks.append(Block("prose", text.strip("\n"), start + lead))
+    """One prose block per paragraph of source[start:end]."""
+    cuts = [start]
+    for m in _BLANK_LINES.finditer(source, start, end):
+        if not source.startswith(("    ", "\t"), m.end()):
+            cuts.append(m.end())
+    cuts.append(end)
+    for a, b in zip(cuts, cuts[1:], strict=False):
+        text = source[a:b]
+        if text.strip():
+            lead = len(text) - len(text.lstrip("\n"))
+            blocks.append(Block("prose", text.strip("\n").rstrip(), a + lead))
 
 
 def hard_breaks(text: str, marks: list[bool] | None = None) -> tuple[str, list[bool]]:

@@ -27,6 +27,7 @@ from app.markdown_render import marked_markdown_html
 from app.message_editor import MessageEditor
 from app.message_toolbar import MessageToolbar
 from app.pane_model import Message
+from app.prose_widgets import ProseLabel, StreamingProse
 from app.token_text import TokenText, mean_surprise
 from app.widgets import AutoHeightTextEdit, CopyButton, IconButton, Tag
 
@@ -42,8 +43,8 @@ FINISH_LABELS = {
 }
 
 
-def _text_label(parent: QWidget | None = None, name: str = "") -> QLabel:
-    label = QLabel(parent)
+def _text_label(parent: QWidget | None = None, name: str = "") -> ProseLabel:
+    label = ProseLabel(parent)
     if name:
         label.setObjectName(name)
     label.setWordWrap(True)
@@ -317,41 +318,52 @@ class MessageWidget(QWidget):
         pal = theme.current()
         for i, block in enumerate(blocks):
             widget = self._blocks[i] if i < len(self._blocks) else None
-            want = CodeBlock if block.kind == "code" else QLabel
+            writing = m.streaming and i == len(blocks) - 1
+            if block.kind == "code":
+                want = CodeBlock
+            else:
+                want = StreamingProse if writing else ProseLabel
             if widget is None or type(widget) is not want:
                 for extra in self._blocks[i:]:
+                    extra.hide()
                     extra.deleteLater()
                 del self._blocks[i:]
-                widget = CodeBlock(self) if block.kind == "code" else _text_label(self, "Prose")
+                if want is ProseLabel:
+                    widget = _text_label(self, "Prose")
+                else:
+                    widget = want(self)
                 self.body.addWidget(widget)
                 self._blocks.append(widget)
-            last = i == len(blocks) - 1
             if isinstance(widget, CodeBlock):
                 html = highlighted_html(block.text, flags, block.start, pal.draft) if flags else ""
                 widget.set_block(block, html)
             else:
-                self._set_prose(widget, block, flags, pal, cursor=last and m.streaming)
+                self._set_prose(widget, block, flags, pal, cursor=writing)
+                if isinstance(widget, ProseLabel):
+                    widget.settle()  # this paragraph is done changing
         for extra in self._blocks[len(blocks) :]:
+            extra.hide()
             extra.deleteLater()
         del self._blocks[len(blocks) :]
 
     @staticmethod
-    def _set_prose(label: QLabel, block: Block, flags: list[bool], pal, cursor: bool) -> None:
+    def _set_prose(
+        widget: ProseLabel | StreamingProse, block: Block, flags: list[bool], pal, cursor: bool
+    ) -> None:
         source = block.text + (CURSOR if cursor else "")
+        marks = [
+            flags[block.start + i] if block.start + i < len(flags) else False
+            for i in range(len(source) if flags else 0)
+        ]
+        key = (source, bool(flags), tuple(marks), pal.draft)
+        if widget.source == key:
+            return  # a paragraph above the one streaming: nothing to redo
+        widget.source = key
         if flags:
-            marks = [
-                flags[block.start + i] if block.start + i < len(flags) else False
-                for i in range(len(source))
-            ]
             text = marked_markdown_html(*hard_breaks(source, marks), pal.draft)
-            fmt = Qt.TextFormat.RichText
+            widget.show_text(text, Qt.TextFormat.RichText)
         else:
-            text = hard_breaks(source)[0]
-            fmt = Qt.TextFormat.MarkdownText
-        if label.textFormat() != fmt:
-            label.setTextFormat(fmt)
-        if label.text() != text:
-            label.setText(text)
+            widget.show_text(hard_breaks(source)[0], Qt.TextFormat.MarkdownText)
 
     def _update_footer(self, m: Message) -> None:
         if m.finish_reason is None:

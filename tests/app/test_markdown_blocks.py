@@ -32,3 +32,17 @@ def test_single_newlines_become_line_breaks_with_marks_kept():
 def test_highlighted_html_wraps_marked_runs():
     html = highlighted_html("ab<c", [False, True, True, False], 0, "red")
     assert html == 'a<span style="background-color:red;">b&lt;</span>c'
+
+
+def test_prose_is_split_into_paragraphs_with_offsets():
+    src = "One\nline two\n\n\nTwo\n\n1. item\n\n    continued\n\n```py\na\n\nb\n```\nEnd  "
+    blocks = split_blocks(src)
+    assert [(b.kind, b.text) for b in blocks] == [
+        ("prose", "One\nline two"),
+        ("prose", "Two"),
+        ("prose", "1. item\n\n    continued"),  # an indented paragraph stays with its item
+        ("code", "a\n\nb"),  # blank lines inside a fence never split it
+        ("prose", "End"),
+    ]
+    for b in blocks:
+        assert src[b.start : b.start + len(b.text)] == b.text

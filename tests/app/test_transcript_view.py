@@ -1,8 +1,9 @@
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QLabel
 
 from app.message_widgets import CodeBlock
 from app.pane_model import PaneTranscript
+from app.prose_widgets import ProseLabel, StreamingProse
 from app.transcript_view import TranscriptView
 from engine.events import Alternative, Finished, GenerationStats, TokenEvent
 
@@ -121,3 +122,40 @@ def test_clear_removes_widgets(qtbot, themed):
     t.clear()
     sync(view, t)
     assert view.message_widgets == []
+
+
+def test_streaming_paragraph_alone_changes_and_finished_ones_settle(qtbot, themed):
+    view = TranscriptView()
+    qtbot.addWidget(view)
+    view.resize(480, 600)
+    view.show()
+    t = streaming_transcript()
+    t.append_tokens([tok(0, "First paragraph, long enough to wrap " * 8 + "\n\n")])
+    t.append_tokens([tok(1, "Second one is")])
+    sync(view, t)
+    reply = view.message_widgets[-1]
+    first, second = reply._blocks
+    assert isinstance(first, ProseLabel) and first.settled
+    assert isinstance(second, StreamingProse) and second.text().startswith("Second one is")
+    # A settled paragraph holds the height its text needs at its width.
+    assert first.height() > 2 * first.fontMetrics().height()
+    line = second.height()
+    t.append_tokens([tok(2, " still")])
+    sync(view, t)
+    assert reply._blocks[0] is first and reply._blocks[1] is second  # nothing rebuilt
+    assert second.height() == line  # same line count: no new layout asked for
+    t.append_tokens([tok(3, " going on and on" * 12)])
+    sync(view, t)
+    assert second.height() > line  # it grew by lines
+    t.finish(Finished("r", "stop", t.last.content, "", GenerationStats(generation_tokens=4)))
+    sync(view, t)
+    assert all(isinstance(b, ProseLabel) and b.settled for b in reply._blocks)
+    assert "\u258d" not in reply._blocks[-1].text()  # no cursor once done
+    wide = first.height()
+    view.resize(300, 600)  # narrower: settled paragraphs take more lines
+    QApplication.processEvents()
+    probe = QLabel()
+    probe.setWordWrap(True)
+    probe.setTextFormat(first.textFormat())
+    probe.setText(first.text())
+    assert first.height() == probe.heightForWidth(first.width()) > wide
