@@ -2,20 +2,32 @@
 
 Fed with GenerationStats (about every 0.25 s, coalesced by the bridge) on the GUI
 thread. The instantaneous rate is tokens per second between two stats updates; the
-cumulative rate is the engine's own figure. Curves are redrawn only on new stats.
+cumulative rate is the engine's own figure. The figures follow every update; the
+curves are redrawn at most every ``REDRAW_S`` of generation time (and at the end), as
+each redraw costs the GUI thread a few milliseconds the engine would rather have.
 """
 
 from __future__ import annotations
 
+import math
+
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor
-from PySide6.QtWidgets import QGridLayout, QHBoxLayout, QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QGraphicsItem,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QVBoxLayout,
+    QWidget,
+)
 
 from app import theme
 from engine.events import GenerationStats
 
 pg.setConfigOptions(antialias=True)
+REDRAW_S = 0.5
 
 
 class Figure(QWidget):
@@ -66,6 +78,7 @@ class RatePlot(pg.PlotWidget):
         self.accept_box.setXLink(item)
         self.accept_box.setYRange(0, 1, padding=0.02)
         item.vb.sigResized.connect(self._on_view_resized)
+        self._ranges: tuple[float, float] | None = None
         self.rate_curve = self.plot([], [])
         self.cumulative_curve = self.plot([], [])
         self.accept_curve = pg.PlotDataItem([], [])
@@ -73,6 +86,8 @@ class RatePlot(pg.PlotWidget):
         for name in ("left", "bottom", "right"):
             axis = item.getAxis(name)
             axis.setStyle(tickLength=-4, tickTextOffset=4)
+            # Redrawn from a pixmap while only the curves change (they change 4x/s).
+            axis.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
         item.getAxis("right").setTicks([[(0, "0%"), (0.5, "50%"), (1, "100%")]])
         item.getAxis("left").setWidth(34)
         item.getAxis("right").setWidth(36)
@@ -95,10 +110,15 @@ class RatePlot(pg.PlotWidget):
     ) -> None:
         self.rate_curve.setData(t, rate)
         self.cumulative_curve.setData(t, cum)
-        self.accept_curve.setData(t, acc)
-        top = max([*rate, *cum, 1.0])
-        self.setYRange(0, top * 1.15, padding=0)
-        self.setXRange(0, max([*t, 1.0]), padding=0.02)
+        if self.accept_curve.isVisible() or not t:
+            self.accept_curve.setData(t, acc)
+        # Axes move in round steps: steady to read, and a range change redraws the
+        # axes and grid, which costs more than the curves themselves.
+        ranges = (nice_ceiling(max([*t, 1.0])), nice_ceiling(max([*rate, *cum, 1.0]) * 1.1))
+        if ranges != self._ranges:
+            self._ranges = ranges
+            self.setXRange(0, ranges[0], padding=0.02)
+            self.setYRange(0, ranges[1], padding=0)
 
     def _on_theme_changed(self, pal: theme.Palette) -> None:
         self.setBackground(pal.surface)
@@ -173,6 +193,7 @@ class MetricsStrip(QWidget):
         self._cum: list[float] = []
         self._acc: list[float] = []
         self._last: GenerationStats | None = None
+        self._drawn_at = -REDRAW_S  # generation time of the last curve redraw
         self.drafting = drafting
         self.plot.set_drafting(drafting)
         self.acceptance.setVisible(drafting)
@@ -196,8 +217,13 @@ class MetricsStrip(QWidget):
         self._rate.append(rate)
         self._cum.append(stats.generation_tps)
         self._acc.append(stats.acceptance_rate)
-        self.plot.set_data(self._t, self._rate, self._cum, self._acc)
+        if stats.elapsed_s - self._drawn_at >= REDRAW_S:
+            self._draw()
         self._show_figures(stats, rate)
+
+    def _draw(self) -> None:
+        self._drawn_at = self._t[-1] if self._t else -REDRAW_S
+        self.plot.set_data(self._t, self._rate, self._cum, self._acc)
 
     def _show_figures(self, s: GenerationStats, rate: float | None = None) -> None:
         if rate is not None:
@@ -221,9 +247,16 @@ class MetricsStrip(QWidget):
         previous one: the closing stats would otherwise draw a false drop to 0."""
         if self._last is None or stats.generation_tokens > self._last.generation_tokens:
             self.add_stats(stats)
+        self._draw()
         self._show_figures(stats)
         if not self._t:
             self.rate.set(f"{stats.generation_tps:.1f}")
+
+
+def nice_ceiling(value: float) -> float:
+    """The smallest of 1, 2, 2.5, 5 x 10^n that is at least ``value`` (> 0)."""
+    scale = 10.0 ** math.floor(math.log10(value))
+    return next(m * scale for m in (1, 2, 2.5, 5, 10) if m * scale >= value * (1 - 1e-9))
 
 
 def _seconds(s: float) -> str:
