@@ -1,7 +1,7 @@
 """The signal bridge: engine events in on the engine thread, Qt signals out on the GUI thread.
 
 The engine calls ``_on_engine_event`` on its own thread for every event; that only
-puts the event on a queue. A ~20 Hz QTimer on the GUI thread drains the queue,
+puts the event on a queue. A 10 Hz QTimer on the GUI thread drains the queue,
 batches tokens and keeps only the newest stats per request, and emits one signal
 per kind per request. So a fast model never floods the event loop, and widgets
 repaint at most once per drain.
@@ -27,7 +27,8 @@ from engine.events import (
     Unloaded,
 )
 
-DRAIN_INTERVAL_MS = 50  # 20 Hz: smooth enough to read, cheap enough for two panes
+# 10 Hz: smooth to read, and on a 2-core CPU every GUI update takes time from the engine.
+DRAIN_INTERVAL_MS = 100
 
 
 class EngineLike(Protocol):

@@ -1,7 +1,7 @@
 """One chat pane: model picker, transcript, live metrics and its own inference controls.
 
 A pane owns one PaneTranscript and at most one request in flight. It listens to the
-bridge's signals (GUI thread, already coalesced to ~20 Hz) and ignores other panes'
+bridge's signals (GUI thread, already coalesced to 10 Hz) and ignores other panes'
 requests. Clicking a token opens the token inspector in the pane's right drawer.
 Saving, branches, edits and replays are the conversation controller's job: the pane
 announces them (``sig_turn_started``, ``sig_*_requested``) and runs the commands it is
@@ -158,7 +158,7 @@ class ChatPane(QFrame):
         self.inspector.sig_token_changed.connect(self._on_inspector_token_changed)
         self.inspector.sig_closed.connect(lambda: self._on_inspector_token_changed(None, -1))
         self.metrics = MetricsStrip(self)
-        self.metrics.hide()  # shown from the first generation on; empty plots say nothing
+        self.metrics.hide()  # shown with a reply's first figures; empty plots say nothing
         self.controls = InferenceControls(self)
         self.controls.setFixedWidth(292)
         self.controls.hide()
@@ -334,7 +334,6 @@ class ChatPane(QFrame):
         self.request_id = command.request_id
         self._status = "Waiting for the engine\u2026"
         self.metrics.reset(drafting=command.decoder.enabled)
-        self.metrics.show()
         self.bridge.submit(command)
         self._sync_view()
         self.sig_busy_changed.emit(True)
@@ -382,9 +381,16 @@ class ChatPane(QFrame):
 
     # ------------------------------------------------------------ bridge slots (GUI thread)
 
+    def _show_metrics(self) -> None:
+        """Shown with the first figures, not on send: sending to several panes then
+        stays one quick step, and each pane's plot first paints on its own."""
+        if self.metrics.isHidden():
+            self.metrics.show()
+
     def _on_bridge_tokens(self, rid: str, tokens: list) -> None:
         if rid != self.request_id:
             return
+        self._show_metrics()
         self._status = ""
         self.transcript.append_tokens(tokens)
         self._sync_view()
@@ -392,6 +398,7 @@ class ChatPane(QFrame):
     def _on_bridge_stats(self, rid: str, stats: GenerationStats) -> None:
         if rid != self.request_id:
             return
+        self._show_metrics()
         self.transcript.update_stats(stats)
         self.metrics.add_stats(stats)
         self.live.setText(f"{stats.generation_tps:.1f} tok/s")
@@ -400,6 +407,7 @@ class ChatPane(QFrame):
         if rid != self.request_id:
             return
         self.transcript.finish(ev)
+        self._show_metrics()
         self.metrics.finish(ev.stats)
         self._status = ""
         self._sync_view()

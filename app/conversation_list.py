@@ -148,6 +148,10 @@ class ConversationList(QWidget):
         self._search_timer.setSingleShot(True)
         self._search_timer.setInterval(SEARCH_PAUSE_MS)
         self._search_timer.timeout.connect(self.refresh)
+        self._refresh_timer = QTimer(self)
+        self._refresh_timer.setSingleShot(True)
+        self._refresh_timer.setInterval(0)
+        self._refresh_timer.timeout.connect(self.refresh)
         self._build()
         self.refresh()
 
@@ -239,8 +243,14 @@ class ConversationList(QWidget):
 
     # ------------------------------------------------------------ contents
 
+    def refresh_soon(self) -> None:
+        """Refresh once the event loop is next free: a prompt sent to several panes
+        changes the store once per pane, and the list is rebuilt only once."""
+        self._refresh_timer.start()
+
     def refresh(self) -> None:
         """Re-read the list from the store (keeps the selection)."""
+        self._refresh_timer.stop()
         query = self.search.text().strip()
         try:
             rows = self.store.list_conversations(query)

@@ -233,7 +233,7 @@ class MainWindow(QMainWindow):
         self.sidebar.add_section("serve", "Serve", "serve")
         self.settings_page = SettingsPage(self.settings, parent)
         self.sidebar.add_section("settings", "Settings", "settings")
-        self.controller.sig_conversations_changed.connect(chats.refresh)
+        self.controller.sig_conversations_changed.connect(chats.refresh_soon)
         self.controller.sig_conversations_changed.connect(self._refresh_title)
         self.controller.sig_current_changed.connect(self._on_controller_current_changed)
         self.controller.sig_notice.connect(self._on_pane_notice)

@@ -86,7 +86,7 @@ def test_new_rename_search_clone_and_delete(qtbot, bridge, catalog):
     assert len(titles(win)) == 3
     chats.delete_button.click()
     chats.confirm_delete.click()
-    assert titles(win) == ["Another question", "Fizzbuzz notes"]
+    qtbot.waitUntil(lambda: titles(win) == ["Another question", "Fizzbuzz notes"])
     assert win.controller.current is None
     assert all(p.transcript.messages == [] for p in win.panes)
 
