@@ -24,7 +24,9 @@ import argparse
 import os
 import statistics
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
@@ -43,6 +45,7 @@ from app.main_window import MainWindow
 from engine.events import ChatMessage, Finished, Generate
 from engine.service import EngineService
 from engine.settings import SamplingSettings
+from engine.storage.store import ConversationStore
 
 PROMPT = "Write a long story about a lighthouse keeper and a storm."
 
@@ -110,7 +113,9 @@ def main() -> None:
     service.subscribe(
         lambda ev: finals.__setitem__(ev.request_id, ev) if isinstance(ev, Finished) else None
     )
-    win = MainWindow(EngineBridge(service), ModelCatalog(), default_starter())
+    # A throwaway conversations database: benchmark chats stay out of the user's list.
+    store = ConversationStore(Path(tempfile.mkdtemp(prefix="bench-gui-")) / "chats.db")
+    win = MainWindow(EngineBridge(service), ModelCatalog(), default_starter(), store=store)
     win.resize(1360, 860)
     win.show()
     spin_until(app, lambda: win.ready)
