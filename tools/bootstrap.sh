@@ -9,7 +9,8 @@ cd "$(dirname "$0")/.."
 what="${1:-app}"; shift || true
 
 DEB_PACKAGES=(
-  libopenblas0-pthread            # fast BLAS for MLX on CPU (engine/runtime.py)
+  libblis4-pthread                # fast BLAS for MLX on CPU (engine/runtime.py)
+  libopenblas0-pthread            # the fallback BLAS
   xvfb xauth                      # a virtual screen where there is no display
   fonts-dejavu-core fonts-noto-core
   libegl1 libgl1 libglib2.0-0 libfontconfig1 libdbus-1-3 libxkbcommon0 libxkbcommon-x11-0

@@ -1,6 +1,6 @@
 """PyInstaller runtime hook: fall back to the bundled OpenBLAS on Linux.
 
-Runs before the app's code. engine/runtime.py preloads the system's OpenBLAS
+Runs before the app's code. engine/runtime.py preloads the system's BLIS or OpenBLAS
 (``libopenblas.so.0``) so MLX on CPU is fast; a user without one would get MLX's
 reference BLAS, about 40x slower. When the system has no OpenBLAS and the bundle
 carries one (_internal/openblas/), load its Fortran runtime from the bundle and point
