@@ -257,24 +257,3 @@ def test_defaults_match_the_engine_server():
     assert app_settings.DEFAULT_HOST == server.DEFAULT_HOST
     assert app_settings.DEFAULT_PORT == server.DEFAULT_PORT
     assert serve_runner.DECODER_TAG == server.DECODER_TAG
-
-
-def test_demo_runs_on_its_own(tmp_path):
-    import os
-    import subprocess
-    import sys
-
-    from PySide6.QtGui import QImage
-
-    shot = tmp_path / "serve.png"
-    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", LOOKAHEAD_HOME=str(tmp_path / "home"))
-    args = ["--screenshot", str(shot), "--wait", "1", "--size", "1000x800"]
-    done = subprocess.run(
-        [sys.executable, "-m", "app.serve_page", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert not QImage(str(shot)).isNull()

@@ -183,24 +183,3 @@ def test_real_check_names_an_unreachable_host(qtbot, themed):
     assert not results[1].reachable
     shown = [w.message.text() for w in page.distributed.findChildren(HostResult)]
     assert "unreachable" in shown[1] and "ring address" in shown[1]
-
-
-def test_demo_runs_on_its_own(tmp_path):
-    import os
-    import subprocess
-    import sys
-
-    from PySide6.QtGui import QImage
-
-    shot = tmp_path / "settings.png"
-    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", LOOKAHEAD_HOME=str(tmp_path / "home"))
-    args = ["--screenshot", str(shot), "--wait", "1", "--size", "1000x800"]
-    done = subprocess.run(
-        [sys.executable, "-m", "app.settings_page", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert not QImage(str(shot)).isNull()

@@ -16,8 +16,12 @@ MODULES = (
     "main_window",
     "metrics_plot",
     "prompt_box",
+    "serve_page",
+    "settings_page",
     "transcript_view",
 )
+# Pages laid out for a window rather than a pane get a window-sized screen.
+SIZES = {"serve_page": "1000x800", "settings_page": "1000x800"}
 
 
 @pytest.mark.parametrize("module", MODULES)
@@ -34,7 +38,7 @@ def test_widget_demo_runs(module, tmp_path):
             "--wait",
             "1",
             "--size",
-            "640x480",
+            SIZES.get(module, "640x480"),
         ],
         env=env,
         capture_output=True,
