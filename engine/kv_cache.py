@@ -17,6 +17,7 @@ from mlx_lm.models.cache import (
     make_prompt_cache,
     trim_prompt_cache,
 )
+from mlx_lm.models.deepseek_v41 import LayerCache
 
 from engine.prompt_cache_disk import DiskPromptCache, model_key
 
@@ -30,9 +31,11 @@ def rollback(
 ) -> None:
     """Drop the last n positions from every layer's cache.
 
-    Recurrent layers (GatedDeltaNet in Qwen3-Next / Qwen3.5: ``ArraysCache``) cannot be
-    trimmed: they are restored from ``snapshot`` (taken before the forward pass that
-    added the positions) and ``replay()`` recomputes the positions that are kept.
+    Recurrent layers (GatedDeltaNet in Qwen3-Next / Qwen3.5: ``ArraysCache``) and
+    DeepSeek-V4.1's layers (``LayerCache``: a sliding window that forgets, compressed
+    groups that close) cannot be trimmed: they are restored from ``snapshot`` (taken
+    before the forward pass that added the positions) and ``replay()`` recomputes the
+    positions that are kept.
     """
     if n <= 0:
         return
@@ -55,11 +58,14 @@ def snapshot(cache: list) -> list | None:
     return [_offset(c) if c.is_trimmable() else _copy_state(c) for c in cache]
 
 
-def _copy_state(c) -> tuple:
-    # ArraysCache replaces its arrays (a list copy is enough); other caches write into
+def _copy_state(c) -> tuple | dict:
+    # ArraysCache replaces its arrays (a list copy is enough), LayerCache assigns new
+    # arrays to its attributes (a copy of those is enough); other caches write into
     # their arrays in place (``a[...] = b`` changes every reference), so hold copies.
     if isinstance(c, ArraysCache):
         return (list(c.cache), c.left_padding, c.lengths)
+    if isinstance(c, LayerCache):
+        return dict(vars(c))
     return tuple(mx.array(x) if isinstance(x, mx.array) else x for x in c.state)
 
 
@@ -69,6 +75,9 @@ def restore(cache: list, snap: list) -> None:
             c.trim(_offset(c) - saved)
         elif isinstance(c, ArraysCache):
             c.state = (list(saved[0]), saved[1], saved[2])
+        elif isinstance(c, LayerCache):
+            vars(c).clear()
+            vars(c).update(saved)
         else:
             c.state = saved
 

@@ -30,6 +30,8 @@ def create_drafter(loaded, settings: DecoderSettings) -> tuple[Drafter | None, s
             drafter, note = registry.best_drafter(loaded)
             if drafter is not None:
                 return drafter, note
+            if note:  # what it found and could not use, and why
+                return PromptLookupDrafter(), f"{note}; using prompt lookup"
         return PromptLookupDrafter(), "no trained decoder found for this model; using prompt lookup"
     if (draft := _plain_model(name)) is not None:
         return _draft_model_drafter(loaded, draft), None

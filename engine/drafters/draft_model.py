@@ -2,7 +2,9 @@
 
 It keeps its own KV cache and a record of exactly which tokens that cache holds;
 after each verification it trims back to the longest prefix the target agreed with
-and feeds what is missing at the next proposal, in one batched forward.
+and feeds what is missing at the next proposal, in one batched forward. A draft model
+whose cache cannot be trimmed (recurrent layers, DeepSeek-V4.1's windows) is snapshot
+after the tokens it knows are verified and restored to that point instead.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import mlx.core as mx
 from mlx.utils import tree_flatten
 
 from engine.errors import DecoderError
-from engine.kv_cache import common_prefix, new_cache, rollback
+from engine.kv_cache import common_prefix, new_cache, restore, rollback, snapshot
 
 
 def tokenizers_match(target_tokenizer, draft_tokenizer) -> str | None:
@@ -41,6 +43,8 @@ class DraftModelDrafter:
         self.cache = new_cache(draft.model)
         self.cached: list[int] = []  # tokens whose KV sits in self.cache
         self.committed: list[int] = []  # tokens the target has verified
+        self._snap: list | None = None  # untrimmable cache: its state over self._snap_n tokens
+        self._snap_n = 0
         self._weights = sum(p.nbytes for _, p in tree_flatten(draft.model.parameters()))
 
     def begin(self, prompt_ids, hidden, reused) -> None:
@@ -52,7 +56,11 @@ class DraftModelDrafter:
         keep = common_prefix(self.cached, wanted)
         keep = min(keep, len(wanted) - 1)  # always recompute the last one for its logits
         if keep < len(self.cached):
-            rollback(self.cache, len(self.cached) - keep)
+            if self._snap is not None:  # every snapshot covers verified tokens only
+                restore(self.cache, self._snap)
+                keep, self._snap = self._snap_n, None
+            else:
+                rollback(self.cache, len(self.cached) - keep)
             del self.cached[keep:]
         feed = wanted[keep:]
         logits = self.draft.model(mx.array(feed)[None], cache=self.cache)
@@ -64,6 +72,8 @@ class DraftModelDrafter:
             return []
         drafts: list[int] = []
         logits = self._sync([last_token])
+        if k > 1:  # the cache now holds verified tokens only; drafts follow
+            self._snap, self._snap_n = snapshot(self.cache), len(self.cached)
         for i in range(k):
             # Tokens the target cannot produce are never proposed.
             token = int(mx.argmax(logits[: self.target_vocab]).item())
@@ -80,10 +90,10 @@ class DraftModelDrafter:
         self.committed.extend(verified)
 
     def memory_bytes(self) -> int:
-        kv = sum(c.nbytes for c in self.cache if getattr(c, "keys", None) is not None)
-        return self._weights + kv
+        return self._weights + sum(c.nbytes for c in self.cache)
 
     def close(self) -> None:
         self.cache = new_cache(self.draft.model)
         self.cached = []
         self.committed = []
+        self._snap, self._snap_n = None, 0

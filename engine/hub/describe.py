@@ -29,7 +29,13 @@ _DRAFT_MARK = re.compile(r"(?:^|[-_.])(draft|eagle\d?|assistant)(?:$|[-_.])", re
 
 
 def mtp_layers(config: dict) -> int:
-    """How many MTP layers a main checkpoint's config declares (0 when none)."""
+    """How many MTP layers a main checkpoint's config declares (0 when none).
+
+    DeepSeek-V4.1 counts its DSpark drafter's stages as ``num_nextn_predict_layers``;
+    a DSpark drafter is not an MTP module, so those count as none."""
+    for cfg in (config, config.get("text_config") or {}):
+        if cfg.get("dspark_block_size"):
+            return 0
     for cfg in (config, config.get("text_config") or {}):
         for key in MTP_KEYS:
             try:

@@ -70,6 +70,20 @@ def _style(family: str) -> str:
     return fam.style
 
 
+def _unsupported(name: str, family: str, config: dict) -> str:
+    """Why a target's own drafting module cannot be used."""
+    tc = text_config(config)
+    if tc.get("dspark_block_size"):  # DeepSeek-V4.1 keeps a DSpark drafter under mtp.*
+        _, stages = declared_layers(config)
+        return (
+            f"{name} carries a DSpark drafter, not an MTP module ({stages} stages under mtp.* "
+            f"drafting blocks of {tc['dspark_block_size']} tokens from the model's layers "
+            f"{tc.get('dspark_target_layer_ids', '?')}, with Markov and confidence heads); "
+            "Lookahead cannot run DSpark drafters yet"
+        )
+    return f"MTP for {family} models is not supported (supported: {SUPPORTED})"
+
+
 def _find_module(index: dict[str, Path], family: str, config: dict) -> str | None:
     for prefix in embedded_prefixes(FAMILIES[family], config):
         if any(k.startswith(prefix) for k in index):
@@ -89,7 +103,7 @@ def builtin_source(loaded) -> tuple[HeadSource | None, str | None]:
     sidecars = W.weight_files(folder, "mtp*.safetensors")
     if family not in FAMILIES:
         if declared or sidecars:
-            return None, f"MTP for {family} models is not supported (supported: {SUPPORTED})"
+            return None, _unsupported(folder.name, family, loaded.config)
         return None, None
     has_index = any(folder.glob("*.safetensors.index.json"))
     main = [] if has_index else [f for f in W.weight_files(folder) if f not in sidecars]
