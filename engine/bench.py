@@ -317,6 +317,7 @@ def measure_costs(bench: Bench, max_k: int = 4, reps: int = 9) -> dict:
     (propose k, then commit): the terms of the speed-up formula. Each is the fastest
     of ``reps`` timings: on a shared machine the rest is other people's load."""
     from engine.drafters import create_drafter
+    from engine.drafters.base import draft_ids
     from engine.kv_cache import new_cache, rollback
     from engine.target import forward
 
@@ -344,7 +345,7 @@ def measure_costs(bench: Bench, max_k: int = 4, reps: int = 9) -> dict:
             times = []
             for _ in range(reps):
                 t0 = time.perf_counter()
-                drafts = drafter.propose(token, k)
+                drafts = draft_ids(drafter.propose(token, k))
                 drafter.commit([token], drafts[0], hidden[0, -1:])
                 mx.synchronize()
                 times.append(time.perf_counter() - t0)

@@ -295,18 +295,23 @@ class Generation:
         """Draft up to k tokens, verify them in one target pass, accept, roll back."""
         c = self.counters
         t0 = time.perf_counter()
-        drafts = self.drafter.propose(last, k)[:k]
-        q = self.drafter.draft_logprobs() if drafts else None
+        proposal = self.drafter.propose(last, k)[:k]
+        n_drafts = len(proposal)
+        q = self.drafter.draft_logprobs() if n_drafts else None
         want_hidden = self.drafter.needs_hidden
-        inputs = mx.array([last] + drafts)[None]
-        snap = snapshot(self.cache) if drafts else None  # recurrent layers cannot trim
+        # A lazy proposal is still being computed while the verification pass is built
+        # on top of it; it is read once that pass is queued.
+        tail = mx.array(proposal, dtype=mx.int32) if isinstance(proposal, list) else proposal
+        inputs = mx.concatenate([mx.array([last], dtype=mx.int32), tail.astype(mx.int32)])[None]
+        snap = snapshot(self.cache) if n_drafts else None  # recurrent layers cannot trim
         logits, hidden = forward(self.model, inputs, self.cache, want_hidden)
+        mx.async_eval(logits, *([hidden] if hidden is not None else []))
+        drafts = tail.tolist()
         display, sampling_lp = self._score_rows(logits[0], drafts)
         accepted, bonus = self._accept(drafts, sampling_lp, q)
         chosen = mx.array(drafts[:accepted] + [bonus])
         arrays = self._record_arrays(display[: accepted + 1], chosen)
-        mx.eval(*arrays)
-        n_drafts = len(drafts)
+        mx.async_eval(*arrays)  # read by _rows below, after the rollback and the commit
         verified = [last] + drafts[:accepted]
         rollback(  # a recurrent cache is restored, then the verified tokens replayed
             self.cache,
@@ -327,16 +332,18 @@ class Generation:
                 c.position_drafted[i] += 1
                 if i < accepted:
                     c.position_accepted[i] += 1
+        # The drafter resyncs (queued work) while the tokens are emitted; if one of them
+        # ends the generation, that work is simply never used.
+        h = hidden[0, : accepted + 1] if hidden is not None else None
+        self.drafter.commit(verified, bonus, h)
         reason = None
         rows = self._rows(arrays)
         for i, tok in enumerate(drafts[:accepted] + [bonus]):
             is_draft = i < accepted
             reason = self._push(tok, *rows[i], drafted=is_draft, accepted=is_draft)
             if reason is not None:
+                mx.synchronize()  # let the drafter's queued work finish before we stop
                 break
-        if reason is None:
-            h = hidden[0, : accepted + 1] if hidden is not None else None
-            self.drafter.commit(verified, bonus, h)
         self.policy.record_round(n_drafts, accepted, time.perf_counter() - t0)
         return reason, bonus
 

@@ -25,8 +25,10 @@ class Drafter(Protocol):
         came from a prompt cache.
         """
 
-    def propose(self, last_token: int, k: int) -> list[int]:
-        """Up to k draft tokens to follow ``last_token`` (which the target has not seen)."""
+    def propose(self, last_token: int, k: int) -> list[int] | mx.array:
+        """Up to k draft tokens to follow ``last_token`` (which the target has not seen):
+        a list, or a lazy (n,) array of ids that the loop reads only after it has queued
+        the verification pass, so the drafter's work overlaps building that pass."""
 
     def draft_logprobs(self) -> mx.array | None:
         """Per-draft log-distributions (k, V) of the last proposal, or None for greedy drafts."""
@@ -42,3 +44,8 @@ class Drafter(Protocol):
 
     def close(self) -> None:
         """Free caches."""
+
+
+def draft_ids(proposal: list[int] | mx.array) -> list[int]:
+    """A proposal as a list of ids (reading a lazy one waits for it)."""
+    return proposal if isinstance(proposal, list) else proposal.tolist()

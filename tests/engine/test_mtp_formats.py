@@ -14,6 +14,7 @@ from mlx.utils import tree_flatten
 from engine.chat import Prompt
 from engine.compat import check_pairing as library_pairing
 from engine.drafters import registry
+from engine.drafters.base import draft_ids
 from engine.drafters.mtp import MTPDrafter
 from engine.drafters.mtp.sources import check_pairing, folder_source
 from engine.drafters.policy import DraftLengthPolicy
@@ -62,7 +63,7 @@ def drafts_for(drafter, loaded, text="The quick brown fox", k=4) -> list[int]:
     ids = loaded.tokenizer.encode(text)
     body, _ = split_model(loaded.model)
     drafter.begin(ids, body(mx.array(ids)[None])[0], 0)
-    return drafter.propose(7, k)
+    return draft_ids(drafter.propose(7, k))
 
 
 SEPARATE = [

@@ -11,6 +11,7 @@ import pytest
 
 from engine.chat import Prompt
 from engine.drafters import registry
+from engine.drafters.base import draft_ids
 from engine.drafters.policy import DraftLengthPolicy
 from engine.generate import Generation
 from engine.model_loader import load_model
@@ -35,9 +36,9 @@ class Recorder:
         self.inner.begin(prompt_ids, hidden, reused)
 
     def propose(self, last_token, k):
-        drafts = self.inner.propose(last_token, k)
+        drafts = draft_ids(self.inner.propose(last_token, k))
         if drafts:
-            self.proposals.append((len(self.seq), list(drafts)))
+            self.proposals.append((len(self.seq), drafts))
         return drafts
 
     def commit(self, verified, next_token, hidden):

@@ -87,7 +87,8 @@ class MTPDrafter:
             mx.eval(self._state())
         self._pending = hidden[:, t - 1 : t]
 
-    def propose(self, last_token: int, k: int) -> list[int]:
+    def propose(self, last_token: int, k: int) -> list[int] | mx.array:
+        """A lazy array of k drafts (see Drafter.propose)."""
         if k <= 0:
             return []
         if self._seed is not None and self._seed.token != last_token:
@@ -103,7 +104,7 @@ class MTPDrafter:
             token = self.bundle.best(out)
             drafts.append(token)
             self._spec += 1
-        return mx.concatenate(drafts, axis=1)[0].tolist()
+        return mx.concatenate(drafts, axis=1)[0]
 
     def draft_logprobs(self) -> mx.array | None:
         return None  # greedy drafts: the loop's one-hot rejection rule applies
