@@ -1,10 +1,12 @@
 """How many tokens to draft next round (k), adaptive by default.
 
-Fixed k is what the user set. Adaptive k follows recent acceptance: it grows while
-whole drafts are accepted and shrinks when they are rejected. Throughput decides
-whether drafting pays at all: a short undrafted stretch first measures plain
-decoding, and whenever drafting runs slower than that, drafting pauses for a
-longer stretch (decoded at full, pipelined speed) before it is tried again. This
+Fixed k is what the user set. Adaptive k starts at 1 and follows recent acceptance:
+it grows while whole drafts are accepted and shrinks when they are rejected (a long
+first draft from a poor drafter is the costliest mistake, a good one reaches k_max
+in a few rounds). Throughput decides whether drafting pays at all: a short
+undrafted stretch first measures plain decoding, and whenever drafting runs slower
+than that, drafting pauses for a longer stretch (decoded at full, pipelined speed)
+before it is tried again; each attempt that loses again doubles the pause. This
 keeps a poor drafter from being much slower than none.
 """
 
@@ -13,6 +15,7 @@ from __future__ import annotations
 DEFAULT_MAX_K = 4
 CALIBRATION_TOKENS = 6  # undrafted tokens that set the plain-decoding baseline
 PAUSE_TOKENS = 48  # undrafted tokens after drafting lost to plain decoding
+MAX_PAUSE_TOKENS = 8 * PAUSE_TOKENS  # the pause doubles up to this after repeated losses
 MARGIN = 0.97  # drafting must keep at least this share of plain speed
 MIN_ROUNDS = 4  # drafted rounds before throughput is judged
 
@@ -21,9 +24,10 @@ class DraftLengthPolicy:
     def __init__(self, k: int | None = None, adaptive: bool = True, k_max: int = DEFAULT_MAX_K):
         self.adaptive = adaptive
         self.k_max = k if k is not None else k_max
-        self.k = self.k_max
+        self.k = 1 if adaptive else self.k_max
         self._paused = adaptive  # the first stretch is the calibration
         self._plain_run = CALIBRATION_TOKENS
+        self._pause = PAUSE_TOKENS  # the next pause's length
         # Exponential moving averages of tokens per second with and without drafts.
         self._tps_draft: float | None = None
         self._tps_plain: float | None = None
@@ -58,7 +62,10 @@ class DraftLengthPolicy:
         losing = self._tps_plain is not None and self._tps_draft < MARGIN * self._tps_plain
         if losing and self._rounds >= MIN_ROUNDS:
             self._paused = True
-            self._plain_run = PAUSE_TOKENS
+            self._plain_run = self._pause
+            self._pause = min(2 * self._pause, MAX_PAUSE_TOKENS)
+        elif not losing and self._rounds >= 4 * MIN_ROUNDS:
+            self._pause = PAUSE_TOKENS  # drafting has paid for a while: forgive the past
 
 
 def _ema(old: float | None, new: float, alpha: float = 0.3) -> float:
