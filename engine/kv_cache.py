@@ -17,7 +17,11 @@ from mlx_lm.models.cache import (
     make_prompt_cache,
     trim_prompt_cache,
 )
-from mlx_lm.models.deepseek_v41 import LayerCache
+
+try:  # DeepSeek-V4.1's per-layer cache (mlx-lm >= 0.32)
+    from mlx_lm.models.deepseek_v41 import LayerCache
+except ImportError:  # an mlx-lm without it: isinstance(c, ()) is always False
+    LayerCache = ()
 
 from engine.prompt_cache_disk import DiskPromptCache, model_key
 
