@@ -17,7 +17,7 @@ import mlx.core as mx
 
 from engine import sampling as smp
 from engine.chat import Prompt
-from engine.drafters.base import Drafter
+from engine.drafters.base import Drafter, draft_ids
 from engine.drafters.policy import DraftLengthPolicy
 from engine.events import Event, Finished, GenerationStats, PromptProgress, StatsEvent
 from engine.kv_cache import PromptCacheStore, new_cache, rollback, snapshot
@@ -306,7 +306,7 @@ class Generation:
         snap = snapshot(self.cache) if n_drafts else None  # recurrent layers cannot trim
         logits, hidden = forward(self.model, inputs, self.cache, want_hidden)
         mx.async_eval(logits, *([hidden] if hidden is not None else []))
-        drafts = tail.tolist()
+        drafts = draft_ids(proposal)
         display, sampling_lp = self._score_rows(logits[0], drafts)
         accepted, bonus = self._accept(drafts, sampling_lp, q)
         chosen = mx.array(drafts[:accepted] + [bonus])
