@@ -8,22 +8,18 @@ groups of 4, so these generations evict and compress across rollbacks.
 
 from __future__ import annotations
 
-import threading
-
 import mlx.core as mx
 import pytest
 
-from engine.chat import Prompt
 from engine.drafters import create_drafter, registry
 from engine.drafters.draft_model import DraftModelDrafter
 from engine.drafters.lookup import PromptLookupDrafter
-from engine.drafters.policy import DraftLengthPolicy
 from engine.errors import DecoderError
 from engine.generate import Generation
 from engine.model_loader import load_model
-from engine.settings import DecoderSettings, SamplingSettings
-from engine.target import forward
+from engine.settings import DecoderSettings
 from tests.deepseek_v41_models import make_deepseek_v41
+from tests.drafting import generate, next_token_logits
 
 PROMPTS = ("abc abc abc abc abc abc", "def f(x):\n    return f(x) + f(x)")
 
@@ -45,15 +41,7 @@ def draft(tmp_path_factory):
 
 
 def run(loaded, prompt, drafter=None, k=3, adaptive=False, max_tokens=40) -> Generation:
-    ids = tuple(loaded.tokenizer.encode(prompt))
-    policy = DraftLengthPolicy(k=k, adaptive=adaptive) if drafter else None
-    settings = SamplingSettings(max_tokens=max_tokens, max_loop_count=0)
-    gen = Generation(
-        "v41", loaded, Prompt(ids, prompt, False), settings, lambda e: None, threading.Event(),
-        drafter=drafter, policy=policy,
-    )  # fmt: skip
-    gen.finished = gen.run()
-    return gen
+    return generate(loaded, prompt, drafter, k, adaptive, max_tokens)
 
 
 def test_checkpoint_in_deepseek_naming_loads_as_built(built, loaded):
@@ -87,16 +75,9 @@ def test_target_cache_after_drafting_matches_plain_decoding(loaded, draft):
     stats = spec.finished.stats
     assert spec.finished.token_ids == plain.finished.token_ids
     assert 0 < stats.accepted < stats.drafted
-    full = list(plain.prompt.token_ids) + list(plain.finished.token_ids) + [7]
-    rows = []
-    for gen in (plain, spec):
-        assert gen.cache_tokens == full[: len(gen.cache_tokens)]
-        rest = mx.array(full[len(gen.cache_tokens) :])[None]
-        logits, _ = forward(loaded.model, rest, gen.cache, False)
-        rows.append(logits[0, -1])
-    fresh, _ = forward(loaded.model, mx.array(full)[None], None, False)
-    assert mx.allclose(rows[0], rows[1], atol=1e-4).item()
-    assert mx.allclose(rows[1], fresh[0, -1], atol=1e-4).item()
+    from_plain, from_spec, fresh = next_token_logits(loaded, plain, spec)
+    assert mx.allclose(from_plain, from_spec, atol=1e-4).item()
+    assert mx.allclose(from_spec, fresh, atol=1e-4).item()
 
 
 def test_draft_model_memory_counts_its_window_cache(loaded, draft):

@@ -4,19 +4,15 @@ after many accepted and rejected drafts (recurrent GatedDeltaNet layers included
 
 from __future__ import annotations
 
-import threading
-
 import mlx.core as mx
 import pytest
 
-from engine.chat import Prompt
 from engine.drafters import registry
 from engine.drafters.base import draft_ids
-from engine.drafters.policy import DraftLengthPolicy
 from engine.generate import Generation
 from engine.model_loader import load_model
-from engine.settings import SamplingSettings
-from engine.target import forward, split_model
+from engine.target import split_model
+from tests.drafting import generate, next_token_logits
 from tests.mtp_models import FAMILIES, make_target
 
 PROMPT = "Once upon a time, in a land"
@@ -56,15 +52,7 @@ class Recorder:
 
 
 def run(loaded, drafter=None, k=3, max_tokens=24) -> Generation:
-    ids = tuple(loaded.tokenizer.encode(PROMPT))
-    policy = DraftLengthPolicy(k=k, adaptive=False) if drafter else None
-    settings = SamplingSettings(max_tokens=max_tokens, max_loop_count=0)
-    gen = Generation(
-        "s", loaded, Prompt(ids, PROMPT, False), settings, lambda e: None, threading.Event(),
-        drafter=drafter, policy=policy,
-    )  # fmt: skip
-    gen.finished = gen.run()
-    return gen
+    return generate(loaded, PROMPT, drafter, k, max_tokens=max_tokens)
 
 
 def reference_drafts(bundle, hidden: mx.array, seq: list[int], m: int, k: int):
@@ -119,15 +107,8 @@ def test_target_cache_after_long_generation_matches_plain_decoding(tmp_path, fam
     assert spec.finished.token_ids == plain.finished.token_ids
     assert plain.finished.reason == "length"  # no stop token: every position verified
     assert 0 < stats.accepted < stats.drafted  # accepts and rollbacks both happened
-    full = list(plain.prompt.token_ids) + list(plain.finished.token_ids) + [7]
     # Feed each cache what it has not seen yet and compare next-token logits.
-    rows = []
-    for gen in (plain, spec):
-        assert gen.cache_tokens == full[: len(gen.cache_tokens)]
-        rest = mx.array(full[len(gen.cache_tokens) :])[None]
-        logits, _ = forward(loaded.model, rest, gen.cache, False)
-        rows.append(logits[0, -1])
-    fresh, _ = forward(loaded.model, mx.array(full)[None], None, False)
-    assert mx.allclose(rows[0], rows[1], atol=1e-3).item()
-    assert mx.allclose(rows[1], fresh[0, -1], atol=1e-3).item()
-    assert int(mx.argmax(rows[1]).item()) == int(mx.argmax(fresh[0, -1]).item())
+    from_plain, from_spec, fresh = next_token_logits(loaded, plain, spec)
+    assert mx.allclose(from_plain, from_spec, atol=1e-3).item()
+    assert mx.allclose(from_spec, fresh, atol=1e-3).item()
+    assert int(mx.argmax(from_spec).item()) == int(mx.argmax(fresh).item())
