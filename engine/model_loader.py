@@ -19,6 +19,7 @@ from mlx.utils import tree_flatten
 
 from engine.chat import ChatFormat
 from engine.errors import ModelLoadError
+from engine.extra_layers import model_classes_without_extra_layers
 from engine.library import read_config, resolve_model
 from engine.runtime import fast_dtype_name, runtime_info
 from engine.settings import ModelSettings
@@ -129,7 +130,9 @@ def load_model(
     _check_weights_present(path)
     progress("reading weights", 0.1)
     try:
-        model, config = mlx_load_model(path, lazy=False)
+        model, config = mlx_load_model(
+            path, lazy=False, get_model_classes=model_classes_without_extra_layers
+        )
     except ValueError as e:
         msg = str(e).splitlines()[0]
         if "not supported" in msg.lower() or "model type" in msg.lower():

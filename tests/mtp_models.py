@@ -74,8 +74,8 @@ NEXTN_ARCH = {
 def family_config(family: str, vocab: int) -> dict:
     """A tiny config of ``family`` that declares one MTP layer, as published configs do."""
     c = dict(_COMMON, vocab_size=vocab, model_type=family)
-    if family == "deepseek_v3":  # mlx-lm drops model.layers.61 by name: keep the real depth
-        c.update(_MLA, num_hidden_layers=61, first_k_dense_replace=61, num_key_value_heads=2)
+    if family == "deepseek_v3":  # its MTP layer at model.layers.2, not mlx-lm's hard-coded 61
+        c.update(_MLA, num_hidden_layers=2, first_k_dense_replace=1, num_key_value_heads=2)
     elif family == "deepseek_v32":
         c.update(_MLA, num_hidden_layers=2, first_k_dense_replace=1, num_key_value_heads=2)
         c.update(index_head_dim=8, index_n_heads=2, index_topk=2048)
