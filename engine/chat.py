@@ -13,6 +13,7 @@ from typing import Any
 
 from engine.errors import EngineError
 from engine.settings import THINKING_MODES
+from engine.text_check import invalid_text_message, is_valid_text
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,8 @@ class ChatFormat:
         return self._prompt(text, add_special=True)
 
     def _prompt(self, text: str, add_special: bool = False) -> Prompt:
+        if not is_valid_text(text):
+            raise EngineError(invalid_text_message("the prompt"))
         ids = self.tokenizer.encode(text, add_special_tokens=add_special)
         if not ids:
             raise EngineError("the prompt is empty after tokenization")

@@ -49,7 +49,15 @@ def register(sub) -> None:
 def build_request(args) -> Generate:
     from engine.service import new_request_id
     from engine.settings import ModelSettings
+    from engine.text_check import invalid_text_message, invalid_text_path
 
+    for flag, value in (
+        ("--prompt", args.prompt),
+        ("--system", args.system),
+        ("--stop", args.stop),
+    ):
+        if invalid_text_path(value) is not None:
+            raise EngineError(invalid_text_message(flag))
     if not args.prompt.strip() and not args.raw:
         raise EngineError("the prompt is empty")
     sampling = SamplingSettings(

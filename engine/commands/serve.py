@@ -68,6 +68,12 @@ def run(args) -> int:
 
     if not 0 <= args.port <= 65535:
         raise EngineError(f"--port {args.port} is not a port number")
+    if args.api_key is not None and not args.api_key.strip():
+        # An empty key must not quietly mean "no authentication".
+        raise EngineError(
+            "the API key is empty (--api-key or LOOKAHEAD_API_KEY); give a key, or unset "
+            "LOOKAHEAD_API_KEY and leave out --api-key to serve without one"
+        )
     if args.max_tokens < 1:
         raise EngineError("--max-tokens must be at least 1")
     limits = ServerLimits(max_body_bytes=_size(args.max_body), default_max_tokens=args.max_tokens)

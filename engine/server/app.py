@@ -31,9 +31,23 @@ def _local_name(host: str) -> bool:
         return False
 
 
+def _origin_host(origin: str) -> str:
+    """host[:port] of an Origin header ("null" and junk give themselves)."""
+    return origin.split("://", 1)[-1].split("/", 1)[0].strip().lower()
+
+
+def _is_json(content_type: str) -> bool:
+    """A JSON media type; parameters do not count ("text/plain; x=json" is a form a
+    page may send without a preflight)."""
+    essence = content_type.split(";", 1)[0].strip().lower()
+    return essence == "application/json" or essence.endswith("+json")
+
+
 class Guard:
-    """ASGI middleware: API key, request body limit, and for a loopback-only server
-    the Host and Origin checks that keep web pages in a browser out."""
+    """ASGI middleware: API key, request body limit, and the checks that keep web
+    pages in a browser out: on loopback, Host and Origin must name this machine;
+    beyond it, an Origin must be the served host and POST bodies must be labelled
+    JSON (which a page cannot send without a CORS preflight we never grant)."""
 
     def __init__(self, app, api_key: str | None, max_body_bytes: int, loopback_only: bool):
         self.app = app
@@ -46,14 +60,15 @@ class Guard:
             return await self.app(scope, receive, send)
         path = scope.get("path", "")
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        origin = headers.get("origin", "")
         if self.loopback_only:
-            origin = headers.get("origin", "")
-            if origin and origin != "null":
-                origin_host = origin.split("://", 1)[-1].split("/", 1)[0]
-                if not _local_name(origin_host):
-                    return await _refuse(send, path, 403, "requests from web pages are refused")
+            if origin and origin != "null" and not _local_name(_origin_host(origin)):
+                return await _refuse(send, path, 403, "requests from web pages are refused")
             if not _local_name(headers.get("host", "localhost")):
                 return await _refuse(send, path, 403, "unexpected Host header")
+        elif origin and _origin_host(origin) != headers.get("host", "").strip().lower():
+            # Beyond loopback a page may only reach us from the host it was served as.
+            return await _refuse(send, path, 403, "requests from other web pages are refused")
         if self.api_key and path not in OPEN_PATHS and not self._authorized(headers):
             return await _refuse(
                 send, path, 401, "a valid API key is required (Authorization: Bearer KEY)"
@@ -64,9 +79,12 @@ class Guard:
                 return await _refuse(send, path, 400, "bad Content-Length")
             if int(length) > self.max_body_bytes:
                 return await _refuse(send, path, 413, self._too_large())
-        if scope.get("method") == "POST" and "json" not in headers.get("content-type", ""):
-            # Bodies are JSON whatever the label: Ollama's own examples use `curl -d`,
-            # which sends a form content type. (Browsers are kept out by Origin above.)
+        if scope.get("method") == "POST" and not _is_json(headers.get("content-type", "")):
+            if not self.loopback_only:
+                # A form or text/plain POST is one a web page can send without asking.
+                return await _refuse(send, path, 415, "Content-Type must be application/json")
+            # On loopback bodies are JSON whatever the label: Ollama's own examples use
+            # `curl -d`, which sends a form content type. (Origin keeps pages out above.)
             scope = dict(scope)
             scope["headers"] = [
                 (k, v) for k, v in scope["headers"] if k.lower() != b"content-type"

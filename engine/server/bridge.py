@@ -22,6 +22,7 @@ from engine.events import (
     Generate,
     LoadModel,
     ModelLoaded,
+    PromptProgress,
     TokenEvent,
     Unloaded,
     UnloadModel,
@@ -31,6 +32,9 @@ from engine.service import EngineService
 
 Command = Generate | LoadModel | UnloadModel
 _CLOSED = object()
+KEEPALIVE = object()  # yielded by ``keepalive`` when a stream has been quiet too long
+QUEUED_AFTER_S = 0.2  # no sign of the engine on a request this long: it is queued
+KEEPALIVE_S = 5.0  # an SSE comment this often while nothing else is sent
 
 
 class EngineRun:
@@ -41,6 +45,8 @@ class EngineRun:
         self.bridge = bridge
         self.request_id = command.request_id
         self.done = False
+        self.queued_behind = len(bridge._active) - 1  # requests of ours ahead of this one
+        self.waiting: asyncio.Task | None = None  # a read first_output left pending
         self._closed = False
         self._inbox: asyncio.Queue = asyncio.Queue()
         self._terminal: tuple[type, ...] = (Finished, Failed)
@@ -150,25 +156,85 @@ async def collect(run: EngineRun, receive) -> list:
     return events
 
 
-async def first_output(run: EngineRun, receive) -> list:
-    """Events up to the first token or the end, so a stream that fails at once
-    (an incompatible decoder, a template error) gets an HTTP error status instead
-    of a 200 carrying an error. Cancels the run if the client hangs up meanwhile."""
+async def first_output(run: EngineRun, receive, queued_after: float | None = None) -> list:
+    """Events up to the engine's verdict on the request (it announces the model once
+    the prompt is rendered, fits and the decoder is ready) or its end, so a stream
+    refused at once (an incompatible decoder, a template error, a prompt too long)
+    gets an HTTP error status instead of a 200 carrying an error. Cancels the run if
+    the client hangs up meanwhile.
+
+    ``queued_after``: stop waiting (returning what came so far, maybe nothing) when
+    the engine has not touched the request within that many seconds, or at once when
+    requests of ours are ahead of it: a queued client gets its reply headers now."""
     watcher = asyncio.create_task(cancel_on_disconnect(receive, run))
     events = []
+    patience = None
+    if queued_after is not None:
+        patience = 0.0 if run.queued_behind > 0 else queued_after
+    pending: asyncio.Task | None = None
     try:
-        async for event in run:
+        while True:
+            pending = pending or asyncio.ensure_future(run.__anext__())
+            wait = patience if not events else None
+            done, _ = await asyncio.wait({pending}, timeout=wait)
+            if not done:
+                break  # still queued: the task stays, picked up by ``replay``
+            try:
+                event = pending.result()
+            except StopAsyncIteration:
+                pending = None
+                break
+            pending = None
             events.append(event)
-            if isinstance(event, (TokenEvent, Finished, Failed)):
+            if isinstance(event, (ModelLoaded, TokenEvent, Finished, Failed)):
                 break
     finally:
         watcher.cancel()
+    run.waiting = pending
     return events
 
 
 async def replay(events: list, run: EngineRun) -> AsyncIterator:
-    """``events`` already read from ``run``, then the rest of it."""
+    """``events`` already read from ``run``, then the rest of it (with the read
+    ``first_output`` left waiting, if any)."""
     for event in events:
         yield event
+    pending, run.waiting = run.waiting, None
+    if pending is not None:
+        try:
+            yield await pending
+        except StopAsyncIteration:
+            return
     async for event in run:
         yield event
+
+
+async def keepalive(events: AsyncIterator, every: float = KEEPALIVE_S) -> AsyncIterator:
+    """``events``, with KEEPALIVE whenever nothing a client sees (a token, the end)
+    has passed for ``every`` seconds: queued, loading or in a long prefill."""
+    loop = asyncio.get_running_loop()
+    last = loop.time()
+    iterator = events.__aiter__()
+    pending: asyncio.Task | None = None
+    try:
+        while True:
+            pending = pending or asyncio.ensure_future(iterator.__anext__())
+            done, _ = await asyncio.wait({pending}, timeout=max(0.0, last + every - loop.time()))
+            if not done:
+                last = loop.time()
+                yield KEEPALIVE
+                continue
+            task, pending = pending, None
+            try:
+                event = task.result()
+            except StopAsyncIteration:
+                return
+            if isinstance(event, (TokenEvent, Finished, Failed)):
+                last = loop.time()
+            elif isinstance(event, PromptProgress) and loop.time() - last >= every:
+                last = loop.time()
+                yield KEEPALIVE
+            yield event
+    finally:
+        if pending is not None:
+            pending.cancel()

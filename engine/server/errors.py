@@ -80,6 +80,8 @@ def _describe_validation(exc: RequestValidationError) -> tuple[str, str | None]:
         return "the request body is not valid JSON", None
     if first.get("type") == "model_attributes_type" and not loc:
         return "the request body must be a JSON object", None
+    if first.get("type") == "invalid_text":
+        return first.get("msg", "invalid text"), (first.get("ctx") or {}).get("path")
     msg = first.get("msg", "invalid value")
     more = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
     return (f"{param}: {msg}" if param else msg) + more, param
@@ -99,9 +101,10 @@ def install_handlers(app) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException):
-        return error_response(
-            request.url.path, exc.status_code, str(exc.detail), headers=exc.headers
-        )
+        detail = str(exc.detail)
+        if exc.status_code == 400 and detail == "There was an error parsing the body":
+            detail = "the request body is not valid JSON (or not UTF-8)"  # FastAPI's words
+        return error_response(request.url.path, exc.status_code, detail, headers=exc.headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):

@@ -23,7 +23,7 @@ from engine.events import (
     TokenEvent,
     UnloadModel,
 )
-from engine.server.bridge import EngineRun, collect, first_output, replay
+from engine.server.bridge import QUEUED_AFTER_S, EngineRun, collect, first_output, replay
 from engine.server.catalog import Target
 from engine.server.context import ApiContext, collect_finished, failure
 from engine.server.errors import ApiError
@@ -237,7 +237,8 @@ async def _respond(
     run = ctx.bridge.open(command)
     if body.stream:
         try:
-            first = await first_output(run, request.receive)
+            # NDJSON has no comments: a queued client gets its headers now, then waits.
+            first = await first_output(run, request.receive, QUEUED_AFTER_S)
         except BaseException:
             run.close()
             raise

@@ -16,8 +16,15 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
-from engine.events import Failed, Finished, Generate, GenerationStats, TokenEvent
-from engine.server.bridge import EngineRun, first_output, replay
+from engine.events import Failed, Finished, Generate, GenerationStats, ModelLoaded, TokenEvent
+from engine.server.bridge import (
+    KEEPALIVE,
+    QUEUED_AFTER_S,
+    EngineRun,
+    first_output,
+    keepalive,
+    replay,
+)
 from engine.server.context import ApiContext, collect_finished, failure
 from engine.server.errors import ApiError, error_body
 from engine.server.params import (
@@ -141,8 +148,10 @@ async def chat_completions(body: ChatCompletionRequest, request: Request):
     run = ctx.bridge.open(command)
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        events = await _started(run, request)
-        stream = _chat_stream(events, run, reply, head, bool(body.logprobs), top, include_usage)
+        events, queued = await _started(run, request)
+        stream = _chat_stream(
+            events, run, reply, head, bool(body.logprobs), top, include_usage, queued
+        )
         return StreamingResponse(
             stream, media_type="text/event-stream", background=BackgroundTask(run.close)
         )
@@ -179,17 +188,22 @@ def _tool_call(call, index: int | None = None) -> dict:
     return out
 
 
-async def _started(run: EngineRun, request: Request) -> AsyncIterator:
-    """The run's events, once it has produced output; an early failure is an HTTP error."""
+async def _started(run: EngineRun, request: Request) -> tuple[AsyncIterator, bool]:
+    """The run's events, once the engine has taken it on (an early refusal is an HTTP
+    error) or at once when it is queued; with KEEPALIVE while nothing is said."""
     try:
-        first = await first_output(run, request.receive)
+        first = await first_output(run, request.receive, QUEUED_AFTER_S)
     except BaseException:
         run.close()
         raise
     if first and isinstance(first[-1], Failed):
         run.close()
         raise failure(first[-1].message)
-    return replay(first, run)
+    queued = not first or not isinstance(first[-1], (ModelLoaded, TokenEvent, Finished))
+    return keepalive(replay(first, run)), queued
+
+
+KEEPALIVE_COMMENT = ": keep-alive\n\n"  # an SSE comment: clients skip it
 
 
 async def _chat_stream(
@@ -200,6 +214,7 @@ async def _chat_stream(
     want_lp: bool,
     top: int,
     include_usage: bool,
+    queued: bool = False,
 ) -> AsyncIterator[str]:
     n_calls = 0
 
@@ -222,9 +237,13 @@ async def _chat_stream(
         return delta
 
     try:
+        if queued:
+            yield KEEPALIVE_COMMENT  # the headers and a first byte while it waits its turn
         yield chunk({"role": "assistant", "content": ""})
         async for event in events:
-            if isinstance(event, TokenEvent):
+            if event is KEEPALIVE:
+                yield KEEPALIVE_COMMENT
+            elif isinstance(event, TokenEvent):
                 d = reply.token(event)
                 delta = pieces(d)
                 lp = openai_token_logprobs(d.tokens, top) if want_lp and d.tokens else None
@@ -297,8 +316,8 @@ async def completions(body: CompletionRequest, request: Request):
     run = ctx.bridge.open(command)
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        events = await _started(run, request)
-        stream = _text_stream(events, run, reply, head, want_lp, top, echo, include_usage)
+        events, queued = await _started(run, request)
+        stream = _text_stream(events, run, reply, head, want_lp, top, echo, include_usage, queued)
         return StreamingResponse(
             stream, media_type="text/event-stream", background=BackgroundTask(run.close)
         )
@@ -344,6 +363,7 @@ async def _text_stream(
     top: int,
     echo: str,
     include_usage: bool,
+    queued: bool = False,
 ) -> AsyncIterator[str]:
     offset = len(echo)
 
@@ -352,10 +372,14 @@ async def _text_stream(
         return _sse({**head, "object": "text_completion", "choices": [choice]})
 
     try:
+        if queued:
+            yield KEEPALIVE_COMMENT
         if echo:
             yield chunk(echo)
         async for event in events:
-            if isinstance(event, TokenEvent):
+            if event is KEEPALIVE:
+                yield KEEPALIVE_COMMENT
+            elif isinstance(event, TokenEvent):
                 d = reply.token(event)
                 lp = _legacy_logprobs(d.tokens, top, offset) if want_lp else None
                 offset += len(d.content)

@@ -6,13 +6,29 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
+
+from engine.text_check import invalid_text_message, invalid_text_path
 
 MAX_STOP = 16
 
 
 class _Body(BaseModel):
     model_config = ConfigDict(extra="ignore")
+
+
+class _Request(_Body):
+    """A whole request body: its text must be valid Unicode (a tokenizer cannot take
+    a lone surrogate), refused as a 400 naming the field."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _valid_text(cls, data: Any) -> Any:
+        where = invalid_text_path(data)
+        if where is not None:
+            raise PydanticCustomError("invalid_text", invalid_text_message(where), {"path": where})
+        return data
 
 
 # ------------------------------------------------------------------ shared
@@ -67,7 +83,7 @@ class ResponseFormat(_Body):
     type: str = "text"
 
 
-class _Sampling(_Body):
+class _Sampling(_Request):
     """Sampling fields common to chat and text completions."""
 
     model: str = Field(description="a local model id, optionally MODEL<decoder>DECODER")
@@ -136,7 +152,7 @@ class OllamaMessage(_Body):
 Think = bool | Literal["low", "medium", "high"] | None
 
 
-class _OllamaBase(_Body):
+class _OllamaBase(_Request):
     model: str = Field(description="a local model id, optionally MODEL<decoder>DECODER")
     stream: bool = True
     think: Think = None
@@ -162,7 +178,7 @@ class OllamaGenerateRequest(_OllamaBase):
     images: list[str] | None = None
 
 
-class OllamaShowRequest(_Body):
+class OllamaShowRequest(_Request):
     model: str | None = None
     name: str | None = None  # older clients
     verbose: bool | None = None

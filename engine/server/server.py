@@ -55,10 +55,12 @@ class ApiServer:
         catalog: ModelCatalog | None = None,
         access_log: bool = False,
     ):
+        if api_key is not None and not api_key.strip():
+            raise EngineError("the API key is empty; pass None to serve without one")
         self.service = service
         self.host = host
         self.port = port
-        self.api_key = api_key or None
+        self.api_key = api_key
         self.access_log = access_log
         self.context = ApiContext(service, catalog, model_override, limits)
         self._server = None
