@@ -32,6 +32,11 @@ class ChatFormat:
         if not isinstance(template, str):
             template = str(template)
         self.has_template = bool(getattr(tokenizer, "has_chat_template", bool(template)))
+        # The engine checks the context window itself (engine.context_window); the
+        # tokenizer's warning about model_max_length would be a second, stray line.
+        warned = getattr(tokenizer, "deprecation_warnings", None)
+        if isinstance(warned, dict):
+            warned["sequence-length-is-longer-than-the-specified-maximum"] = True
         self.think_start: str | None = getattr(tokenizer, "think_start", None)
         self.think_end: str | None = getattr(tokenizer, "think_end", None)
         self.thinking_levels = "reasoning_effort" in template

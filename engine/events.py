@@ -44,6 +44,7 @@ class Generate:
     decoder: DecoderSettings = field(default_factory=DecoderSettings)
     load: ModelSettings = field(default_factory=ModelSettings)
     tools: tuple[dict, ...] = ()  # JSON-schema tool definitions for the chat template
+    context_limit: int | None = None  # a user's cap on the context window (tokens)
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,7 @@ class ModelLoaded(Event):
     memory_gb: float
     decoder: str | None  # the drafter attached, if any
     decoder_note: str | None  # why no decoder was attached, when one was asked for
+    context_length: int | None = None  # the model's context window (tokens), when known
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from engine.settings import SamplingSettings
 from engine.target import forward, prefill_chunk
 from engine.token_stream import TokenStream
 
-PREFILL_CHUNK = 512
+PREFILL_CHUNK = 64  # prompt tokens per step: cancel is checked between steps
 STATS_INTERVAL_S = 0.25
 
 
@@ -147,16 +147,30 @@ class Generation:
         self.emit(PromptProgress(self.request_id, 0, len(todo), reused))
         hiddens = []
         # All but the last token: only the cache (and hidden states) are needed,
-        # so the output head never runs over the prompt.
+        # so the output head never runs over the prompt. Small chunks keep a cancel
+        # prompt; the next chunk is queued before the last one is waited for, so the
+        # device never idles between them.
+        queued: tuple[int, list] | None = None
         for done in range(0, len(todo) - 1, PREFILL_CHUNK):
             if self.cancel.is_set():
+                if queued is not None:
+                    mx.eval(queued[1])  # never abandon queued work
                 raise _Cancelled
             chunk = todo[done : min(done + PREFILL_CHUNK, len(todo) - 1)]
             hidden = prefill_chunk(self.model, mx.array(chunk)[None], self.cache, want_hidden)
             if hidden is not None:
                 hiddens.append(hidden[0])
-            mx.eval([cc.state for cc in self.cache], *([hidden] if hidden is not None else []))
-            self.emit(PromptProgress(self.request_id, done + len(chunk), len(todo), reused))
+            work = [[cc.state for cc in self.cache], *([hidden] if hidden is not None else [])]
+            mx.async_eval(work)
+            if queued is not None:
+                mx.eval(queued[1])
+                self.emit(PromptProgress(self.request_id, queued[0], len(todo), reused))
+            queued = (done + len(chunk), work)
+        if queued is not None:
+            mx.eval(queued[1])
+            self.emit(PromptProgress(self.request_id, queued[0], len(todo), reused))
+        if self.cancel.is_set():
+            raise _Cancelled
         logits, hidden = forward(self.model, mx.array(todo[-1:])[None], self.cache, want_hidden)
         if hidden is not None:
             hiddens.append(hidden[0])

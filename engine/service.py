@@ -17,8 +17,10 @@ import threading
 import traceback
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
+from engine.context_window import fit_prompt, model_context_length
 from engine.errors import EngineError
 from engine.events import (
     Cancel,
@@ -296,6 +298,7 @@ class EngineService:
                 loaded.memory_gb,
                 drafter.name if drafter is not None else None,
                 note,
+                model_context_length(loaded.path),
             )
         )
 
@@ -325,6 +328,15 @@ class EngineService:
         decoder = command.decoder.validated()
         loaded = self._load(command.request_id, command.model, command.load.validated())
         prompt = self._prompt(loaded, command)
+        # Before any work: a prompt that does not fit is refused, a reply stops at the window.
+        room = fit_prompt(
+            len(prompt.token_ids),
+            model_context_length(loaded.path),
+            command.model,
+            command.context_limit,
+        )
+        if room is not None and sampling.max_tokens > room:
+            sampling = replace(sampling, max_tokens=room)
         drafter, note = self._drafter(loaded, decoder)
         self._announce(command.request_id, command.model, loaded, drafter, note)
         policy = DraftLengthPolicy(k=decoder.draft_tokens, adaptive=decoder.adaptive)

@@ -23,6 +23,9 @@ def register(sub) -> None:
     p.add_argument("--system", default=None, help="a system prompt")
     p.add_argument("--raw", action="store_true", help="no chat template: continue the text")
     p.add_argument("--max-tokens", type=int, default=256)
+    p.add_argument(
+        "--context", type=int, default=None, metavar="TOKENS", help="cap the context window"
+    )
     p.add_argument("--temp", type=float, default=0.0, help="temperature (0 = greedy)")
     p.add_argument("--top-p", type=float, default=1.0)
     p.add_argument("--top-k", type=int, default=0)
@@ -82,6 +85,7 @@ def build_request(args) -> Generate:
         decoder=decoder,
         thinking=args.thinking,
         load=ModelSettings(dtype=args.dtype).validated(),
+        context_limit=getattr(args, "context", None),
     )
     if args.raw:
         return Generate(prompt=args.prompt, **common)

@@ -49,6 +49,13 @@ def register(sub) -> None:
     )
     p.add_argument("--prompt-cache-size", default="4GB", help="disk budget (default 4GB)")
     p.add_argument("--max-tokens", type=int, default=4096, help="when a request sets none")
+    p.add_argument(
+        "--context",
+        type=int,
+        default=None,
+        metavar="TOKENS",
+        help="cap every model's context window (default: each model's own)",
+    )
     p.add_argument("--max-body", default="32MB", help="largest request body (default 32MB)")
     p.add_argument("--log", action="store_true", help="log every request")
     p.add_argument(
@@ -76,7 +83,13 @@ def run(args) -> int:
         )
     if args.max_tokens < 1:
         raise EngineError("--max-tokens must be at least 1")
-    limits = ServerLimits(max_body_bytes=_size(args.max_body), default_max_tokens=args.max_tokens)
+    if args.context is not None and args.context < 2:
+        raise EngineError("--context must be at least 2 tokens")
+    limits = ServerLimits(
+        max_body_bytes=_size(args.max_body),
+        default_max_tokens=args.max_tokens,
+        context_limit=args.context,
+    )
     service = make_service(
         getattr(args, "hosts", None),
         cache_prompts=args.cache_prompts,

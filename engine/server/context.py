@@ -28,6 +28,12 @@ class ServerLimits:
     max_pending: int = 64  # requests queued or running at once
     default_max_tokens: int = 4096  # when a client sets no limit
     max_tokens_cap: int | None = None  # clamp every request (a shared server's budget)
+    context_limit: int | None = None  # cap every model's context window (tokens)
+
+    def context(self, requested: int | None = None) -> int | None:
+        """The context cap for a request that asks for ``requested`` (Ollama's num_ctx)."""
+        caps = [c for c in (requested, self.context_limit) if c]
+        return min(caps) if caps else None
 
     def max_tokens(self, requested: int | None) -> int:
         n = requested if requested is not None else self.default_max_tokens
@@ -106,4 +112,6 @@ def failure(message: str) -> ApiError:
         return ApiError(500, message, code="engine_error")
     if message.startswith("out of memory"):
         return ApiError(503, message, code="out_of_memory")
+    if message.startswith("prompt is ") and " tokens; " in message:  # ContextTooLong
+        return ApiError(400, message, "messages", code="context_length_exceeded")
     return ApiError(400, message, code="engine_refused")

@@ -14,6 +14,7 @@ from fastapi.responses import StreamingResponse
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
+from engine.context_window import model_context_length
 from engine.events import (
     ChatMessage,
     Failed,
@@ -129,10 +130,18 @@ async def show(body: OllamaShowRequest, request: Request) -> dict:
         "parameters": "",
         "template": fmt.template,
         "details": _details(m),
-        "model_info": {"general.architecture": m.model_type, "general.basename": m.id},
+        "model_info": _model_info(m),
         "capabilities": capabilities,
         "modified_at": _tag(m.id, m)["modified_at"],
     }
+
+
+def _model_info(m) -> dict:
+    info = {"general.architecture": m.model_type, "general.basename": m.id}
+    window = model_context_length(m.path)
+    if window:  # where Ollama's clients look for the window
+        info[f"{m.model_type}.context_length"] = window
+    return info
 
 
 # ------------------------------------------------------------------ generation
@@ -141,6 +150,16 @@ async def show(body: OllamaShowRequest, request: Request) -> dict:
 def _check_common(body) -> None:
     if body.format not in (None, "", {}):
         raise bad("format: structured output is not supported", "format")
+
+
+def _num_ctx(ctx: ApiContext, options: dict | None) -> int | None:
+    """Ollama's ``num_ctx`` caps the context window (it never stretches the model's)."""
+    value = (options or {}).get("num_ctx")
+    if value is None or (isinstance(value, int) and not isinstance(value, bool) and value <= 0):
+        return ctx.limits.context()
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise bad("options.num_ctx: must be a whole number", "num_ctx")
+    return ctx.limits.context(value)
 
 
 def _unloads(keep_alive) -> bool:
@@ -185,6 +204,7 @@ async def chat(body: OllamaChatRequest, request: Request):
         sampling=ollama_sampling(body.options, ctx.limits.max_tokens, top),
         decoder=DecoderSettings(target.decoder),
         tools=tuple(tools or ()),
+        context_limit=_num_ctx(ctx, body.options),
     )
     return await _respond(ctx, request, command, target, fmt, tools, body, chat=True)
 
@@ -204,7 +224,11 @@ async def generate(body: OllamaGenerateRequest, request: Request):
         return await _load_only(ctx, target, request, body.keep_alive)
     top = (body.top_logprobs or 0) if body.logprobs else 0
     settings = ollama_sampling(body.options, ctx.limits.max_tokens, top)
-    common = dict(sampling=settings, decoder=DecoderSettings(target.decoder))
+    common = dict(
+        sampling=settings,
+        decoder=DecoderSettings(target.decoder),
+        context_limit=_num_ctx(ctx, body.options),
+    )
     if body.raw:
         command = Generate(new_id("ollama"), target.model, prompt=body.prompt, **common)
     else:

@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
+from engine.context_window import model_context_length
 from engine.events import Failed, Finished, Generate, GenerationStats, ModelLoaded, TokenEvent
 from engine.server.bridge import (
     KEEPALIVE,
@@ -108,6 +109,9 @@ def _model_card(entry) -> dict:
     except OSError:
         created = 0
     card = {"id": entry.id, "object": "model", "created": created, "owned_by": "local"}
+    window = model_context_length(entry.model.path)
+    if window:
+        card["context_length"] = card["max_model_len"] = window  # LM Studio's, vLLM's names
     if entry.decoder != "none":
         card["decoder"] = entry.decoder
         card["decoder_note"] = entry.note
@@ -142,6 +146,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request):
         sampling=settings,
         decoder=DecoderSettings(target.decoder),
         tools=tuple(tools or ()),
+        context_limit=ctx.limits.context(),
     )
     reply = ReplyAssembler(fmt, tools, settings.stop)
     head = {"id": rid, "created": int(time.time()), "model": target.served_as}
@@ -308,6 +313,7 @@ async def completions(body: CompletionRequest, request: Request):
         prompt_tokens=prompt_tokens,
         sampling=settings,
         decoder=DecoderSettings(target.decoder),
+        context_limit=ctx.limits.context(),
     )
     head = {"id": rid, "created": int(time.time()), "model": target.served_as}
     want_lp = body.logprobs is not None
