@@ -2,6 +2,9 @@
 
 On CPU the weights are expanded to fp32 (when memory allows): MLX has no fast fp16,
 bf16 or quantized matmul on CPU, and fp32 with OpenBLAS is ~40x faster than those.
+With the native skinny kernel built (engine/native) the linear layers, output head
+and embeddings keep bf16 weights instead (half the bytes per decoding step, widened
+to fp32 in registers) and everything else runs in fp32.
 """
 
 from __future__ import annotations
@@ -96,21 +99,42 @@ def _check_weights_present(path: Path) -> None:
 
 
 def convert_dtype(model: nn.Module, dtype_name: str) -> None:
-    """Dequantize and cast floating weights in place."""
+    """Dequantize and cast floating weights in place.
+
+    On CPU with the skinny kernel, float32 and bfloat16 mean the weights of the
+    linear layers and embeddings (which then multiply through the kernel); every
+    other parameter and all activations are float32.
+    """
     from mlx_lm.utils import dequantize_model
 
     dequantize_model(model)
+    if _kernel_applies(dtype_name):
+        from engine.native import accelerate
+
+        accelerate(model, _DTYPES[dtype_name])
+        return
     model.set_dtype(_DTYPES[dtype_name])
     mx.eval(model.parameters())
+
+
+def _kernel_applies(dtype_name: str) -> bool:
+    if dtype_name not in ("float32", "bfloat16") or runtime_info().device != "cpu":
+        return False
+    from engine.native import available
+
+    return available()
 
 
 def choose_dtype(settings: ModelSettings, parameters: int, config: dict) -> str:
     """'native' or a dtype name, following the fast-CPU policy and memory."""
     wanted = fast_dtype_name(settings.dtype)
     if wanted == "float32" and settings.dtype == "auto":
+        if _kernel_applies("bfloat16"):
+            wanted = "bfloat16"  # the kernel widens bf16 in registers: half the bytes
         total = _total_memory_bytes()
-        # fp32 weights plus headroom for the KV cache and the rest of the system.
-        if total and parameters * 4 > 0.6 * total:
+        # The weights plus headroom for the KV cache and the rest of the system.
+        per = 2 if wanted == "bfloat16" else 4
+        if total and parameters * per > 0.6 * total:
             return "native"
     return wanted
 
@@ -190,4 +214,4 @@ def _weight_dtype(model: nn.Module, config: dict) -> str:
 
 def device_summary(loaded: LoadedModel) -> dict[str, str]:
     info = runtime_info()
-    return {"device": info.device, "blas": info.blas, "dtype": loaded.dtype}
+    return {"device": info.device, "blas": info.blas, "dtype": loaded.dtype, "kernel": info.kernel}

@@ -62,8 +62,9 @@ def preload_blas() -> str | None:
 class RuntimeInfo:
     device: str  # "gpu" (Metal/CUDA) or "cpu"
     backend: str  # "metal", "cuda" or "cpu"
-    blas: str  # library name, "accelerate", or "reference"
+    blas: str  # library name, "accelerate", or "reference"; "+ skinny-avx2" with the kernel
     blas_note: str | None
+    kernel: str = ""  # which matmul runs decode-shaped calls on CPU (engine.native), and why
 
 
 def runtime_info() -> RuntimeInfo:
@@ -78,7 +79,17 @@ def runtime_info() -> RuntimeInfo:
         blas = "accelerate"
     else:
         blas = _loaded_blas or "reference"
-    return RuntimeInfo(device=device, backend=backend, blas=blas, blas_note=_blas_error)
+    kernel = ""
+    if device == "cpu" and sys.platform.startswith("linux"):
+        from engine.native import kernel_info
+
+        k = kernel_info()
+        kernel = k.label
+        # Stats and the status bar show this string: say which matmul decodes.
+        blas = f"{blas} + {k.name}" if k.note is None else f"{blas} (no skinny kernel)"
+    return RuntimeInfo(
+        device=device, backend=backend, blas=blas, blas_note=_blas_error, kernel=kernel
+    )
 
 
 def fast_dtype_name(requested: str = "auto") -> str:
