@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 
-from app.catalog import LOOKUP, DecoderOption, ModelCatalog, ModelEntry
+from app.catalog import ModelCatalog, ModelEntry
 from app.fake_script import (
     END_MARK,
     ROLE_MARKS,
@@ -36,6 +36,7 @@ from app.fake_script import (
     render_prompt,
     script_after,
 )
+from engine.decoder_catalog import LOOKUP, DecoderChoice
 from engine.events import (
     Alternative,
     Cancel,
@@ -66,7 +67,18 @@ FAKE_MODELS = (
         "fake/SmolLM2-135M-Instruct",
         "llama",
         ("off",),
-        (LOOKUP, DecoderOption("SmolLM2-135M-MTP", "SmolLM2-135M-MTP", "mtp")),
+        (
+            DecoderChoice(
+                "SmolLM2-135M-MTP",
+                "SmolLM2-135M-MTP",
+                "mtp",
+                "shipped",
+                True,
+                "trained MTP head: llama family, hidden 576, vocab 49152",
+                4_700_000,
+            ),
+            LOOKUP,
+        ),
     ),
     ModelEntry(
         "Qwen3-0.6B",

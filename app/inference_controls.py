@@ -26,8 +26,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.catalog import LOOKUP, DecoderOption, ModelEntry
+from app.catalog import ModelEntry
 from app.widgets import IconButton
+from engine.decoder_catalog import LOOKUP, DecoderChoice
+from engine.hub.progress import human_bytes
 from engine.settings import (
     DEFAULT_MAX_LOOP_COUNT,
     MAX_DRAFT_TOKENS,
@@ -72,6 +74,16 @@ def set_defaults(thinking: str, max_tokens: int, max_loop_count: int) -> None:
 
 def defaults() -> PaneSettings:
     return _defaults
+
+
+def _choice_note(choice: DecoderChoice) -> str:
+    """Where a decoder comes from and what was checked, e.g. 'Shipped with Lookahead
+    (4.7 MB) · trained MTP head: llama family, ...'."""
+    where = choice.origin_label
+    if where and choice.size_bytes:
+        where += f" ({human_bytes(choice.size_bytes)})"
+    head = where[:1].upper() + where[1:]
+    return f"{head} \u00b7 {choice.reason}" if head else choice.reason
 
 
 def _section(title: str, parent: QWidget) -> QLabel:
@@ -255,10 +267,13 @@ class InferenceControls(QWidget):
         for opt in options:
             tag = {"mtp": "MTP head", "draft": "draft model", "lookup": "n-gram"}[opt.kind]
             self.decoder_combo.addItem(f"{opt.label}  \u00b7  {tag}", opt)
+        # Unless the user picked one, the pane runs what `auto` would (engine's choice).
         chosen = self._chosen_decoder
+        default = entry.default_decoder.value if entry else LOOKUP.value
         index = next((i for i, o in enumerate(options) if o.value == chosen), None)
-        # Unless the user picked one, a trained decoder beats prompt lookup.
-        self.decoder_combo.setCurrentIndex(index if index is not None else len(options) - 1)
+        if index is None:
+            index = next(i for i, o in enumerate(options) if o.value in (default, LOOKUP.value))
+        self.decoder_combo.setCurrentIndex(index)
         self.decoder_combo.blockSignals(False)
         self._unavailable = entry.unavailable if entry else ()
         self._thinking_modes = entry.thinking_modes if entry else ("off",)
@@ -279,7 +294,7 @@ class InferenceControls(QWidget):
         self.sig_changed.emit()
 
     def _on_decoder_activated(self, _index: int) -> None:
-        opt: DecoderOption | None = self.decoder_combo.currentData()
+        opt: DecoderChoice | None = self.decoder_combo.currentData()
         self._chosen_decoder = opt.value if opt else None
 
     def _on_decoder_picked(self, _index: int) -> None:
@@ -287,8 +302,8 @@ class InferenceControls(QWidget):
         self.sig_changed.emit()
 
     def _refresh_decoder_note(self) -> None:
-        opt: DecoderOption | None = self.decoder_combo.currentData()
-        lines = [opt.note] if opt and opt.note else []
+        opt: DecoderChoice | None = self.decoder_combo.currentData()
+        lines = [_choice_note(opt)] if opt else []
         if all(o.kind == "lookup" for o in self._options()):
             lines.append("No MTP head or draft model for this model is installed.")
         lines += [f"Not usable: {why}" for why in self._unavailable]
@@ -301,7 +316,7 @@ class InferenceControls(QWidget):
         self.decoder_combo.setEnabled(on)
         self.draft_tokens.setEnabled(on)
 
-    def _options(self) -> list[DecoderOption]:
+    def _options(self) -> list[DecoderChoice]:
         return [self.decoder_combo.itemData(i) for i in range(self.decoder_combo.count())]
 
     # ------------------------------------------------------------ reading and writing
@@ -314,7 +329,7 @@ class InferenceControls(QWidget):
 
     def decoder_label(self) -> str:
         """Short text for the pane's decoder chip, e.g. 'MTP · adaptive' or 'Decoder off'."""
-        opt: DecoderOption | None = self.decoder_combo.currentData()
+        opt: DecoderChoice | None = self.decoder_combo.currentData()
         if not self.decoder_enabled.isChecked() or opt is None:
             return "Decoder off"
         k = self.draft_tokens.value()
@@ -322,7 +337,7 @@ class InferenceControls(QWidget):
         return f"{kind} \u00b7 {k} drafts" if k else f"{kind} \u00b7 adaptive"
 
     def settings(self) -> PaneSettings:
-        opt: DecoderOption | None = self.decoder_combo.currentData()
+        opt: DecoderChoice | None = self.decoder_combo.currentData()
         enabled = self.decoder_enabled.isChecked() and opt is not None
         k = self.draft_tokens.value()
         decoder = DecoderSettings(

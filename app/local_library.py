@@ -36,9 +36,10 @@ from app.model_rows import (
     models_qss,
 )
 from app.widgets import IconButton
+from engine.decoder_catalog import DecoderMatch
 from engine.hub import DownloadProgress, PendingDownload
 from engine.hub.progress import human_bytes
-from engine.library import DecoderMatch, LocalModel
+from engine.library import LocalModel
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,7 @@ class LibrarySnapshot:
 
     def under(self, target: LocalModel) -> list[DecoderMatch]:
         """Decoders to show under ``target``: those that pair, and same-family misses."""
-        from engine.library import same_family
+        from engine.decoder_catalog import same_family
 
         return [
             x
@@ -78,8 +79,9 @@ class LibrarySnapshot:
 
 def scan_library() -> LibrarySnapshot:
     """Blocking: list models, pair decoders, find unfinished downloads (worker thread)."""
+    from engine.decoder_catalog import decoder_matches, unpaired_reason
     from engine.hub import pending_downloads
-    from engine.library import decoder_matches, local_models, unpaired_reason
+    from engine.library import local_models
 
     models = local_models()
     matches = decoder_matches(models)
@@ -97,7 +99,8 @@ def model_meta(m: LocalModel) -> str:
     if m.quantization:
         parts.append(m.quantization)
     parts.append(f"{human_bytes(m.size_bytes)} on disk")
-    parts.append({"hub": "from the hub", "imported": "imported"}.get(m.source, m.source))
+    where = {"hub": "from the hub", "imported": "imported", "bundled": "shipped with Lookahead"}
+    parts.append(where.get(m.source, m.source))
     return join_meta(parts)
 
 
@@ -138,6 +141,7 @@ class LibraryRow(QFrame):
         self.folder_button.clicked.connect(self._on_folder_clicked)
         self.delete_button = IconButton("trash", f"Delete {model.id}", self, 16)
         self.delete_button.clicked.connect(lambda: self.sig_delete.emit(self.model))
+        self.delete_button.setVisible(model.source != "bundled")  # part of the app
         self.status = QLabel(self)
         self.status.setObjectName("RowMessage")
         self.status.setWordWrap(True)
@@ -205,6 +209,7 @@ class DecoderLine(QWidget):
         self.note.setWordWrap(True)
         self.delete_button = IconButton("trash", f"Delete {dec.id}", self, 14)
         self.delete_button.clicked.connect(lambda: self.sig_delete.emit(dec))
+        self.delete_button.setVisible(dec.source != "bundled")  # part of the app
         top = QHBoxLayout()
         top.setSpacing(6)
         top.addWidget(icon)
@@ -220,7 +225,10 @@ class DecoderLine(QWidget):
 
     def _note(self) -> str:
         m = self.match
-        return f"{m.pairing.reason}  \u00b7  {human_bytes(m.decoder.size_bytes)} on disk"
+        size = f"{human_bytes(m.decoder.size_bytes)} on disk"
+        if m.decoder.source == "bundled":
+            size = f"shipped with Lookahead, {size}"
+        return f"{m.pairing.reason}  \u00b7  {size}"
 
 
 class PendingRow(QFrame):

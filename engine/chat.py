@@ -7,8 +7,10 @@ map to the template arguments models use in the wild (`enable_thinking`,
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from engine.errors import EngineError
@@ -21,6 +23,36 @@ class Prompt:
     token_ids: tuple[int, ...]
     text: str
     starts_in_thinking: bool  # the template opened a think block the model must close
+
+
+def template_thinking_modes(template: str) -> tuple[str, ...]:
+    """Thinking modes a chat template understands (its tokenizer must also have
+    think tokens; ChatFormat checks that once the model is loaded)."""
+    if "reasoning_effort" in template:
+        return THINKING_MODES
+    if "enable_thinking" in template or "<think>" in template:
+        return ("off", "on")
+    return ("off",)
+
+
+def folder_thinking_modes(path: Path) -> tuple[str, ...]:
+    """``template_thinking_modes`` of a model folder's template, without loading it
+    (chat_template.jinja and tokenizer_config.json; any thread)."""
+    template = ""
+    for name in ("chat_template.jinja", "tokenizer_config.json"):
+        f = Path(path) / name
+        try:
+            text = f.read_text(errors="replace")
+        except OSError:
+            continue
+        if name.endswith(".json"):
+            try:
+                value = json.loads(text).get("chat_template", "")
+            except (ValueError, AttributeError):
+                value = ""
+            text = value if isinstance(value, str) else json.dumps(value)
+        template += text
+    return template_thinking_modes(template)
 
 
 class ChatFormat:
@@ -40,8 +72,8 @@ class ChatFormat:
         self.think_start: str | None = getattr(tokenizer, "think_start", None)
         self.think_end: str | None = getattr(tokenizer, "think_end", None)
         self.thinking_levels = "reasoning_effort" in template
-        self.supports_thinking = bool(self.think_start) and (
-            "enable_thinking" in template or self.thinking_levels or "<think>" in template
+        self.supports_thinking = (
+            bool(self.think_start) and len(template_thinking_modes(template)) > 1
         )
 
     def thinking_modes(self) -> tuple[str, ...]:

@@ -253,19 +253,29 @@ def check_pairing(target_dir: Path, decoder_dir: Path) -> Pairing:
     if dec.family and families and _norm_family(dec.family) not in families:
         return Pairing(
             False,
-            f"made for {dec.family} models, this one is {'/'.join(sorted(families))}",
+            f"made for {dec.family} models, this one is a {'/'.join(sorted(families))} model",
         )
     hidden, vocab = _dims(tcfg)
+    target_name = model_name(target_dir)
     if dec.hidden_size and hidden and dec.hidden_size != hidden:
-        return Pairing(False, f"hidden size {dec.hidden_size}, the model has {hidden}")
+        return Pairing(
+            False, f"hidden size {dec.hidden_size}, but {target_name} has hidden size {hidden}"
+        )
     if dec.vocab_size and vocab and dec.vocab_size != vocab:
-        return Pairing(False, f"vocabulary of {dec.vocab_size}, the model has {vocab}")
-    tok = _same_tokenizer(target_dir, decoder_dir)
-    if tok is None and dec.tokenizer_sha256 and (target_dir / "tokenizer.json").is_file():
-        tok = _file_sha256(target_dir / "tokenizer.json") == dec.tokenizer_sha256.lower()
+        return Pairing(False, f"vocabulary of {dec.vocab_size}, but {target_name} has {vocab}")
+    target_tok = target_dir / "tokenizer.json"
+    if dec.tokenizer_sha256 and target_tok.is_file():  # our heads record what they saw
+        if _file_sha256(target_tok) != dec.tokenizer_sha256.lower():
+            return Pairing(
+                False,
+                "its tokenizer differs from the model's "
+                "(it was trained with another tokenizer: tokenizer_sha256 differs)",
+            )
+        tok: bool | None = True
+    else:
+        tok = _same_tokenizer(target_dir, decoder_dir)
     if tok is False:
         return Pairing(False, "its tokenizer differs from the model's")
-    target_name = model_name(target_dir)
     if tok is None and dec.target and _base_name(dec.target) != _base_name(target_name):
         return Pairing(False, f"made for {dec.target}, not {target_name}")
     checked = f"{dec.family or 'same'} family, hidden {hidden}, vocab {vocab}"

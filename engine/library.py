@@ -3,8 +3,8 @@
 ``resolve_model`` turns what a user typed (a path, a local name, a hub repo id) into
 a model folder on disk. ``local_models`` lists only models that are ready: a download
 in progress, interrupted or corrupted never appears here (see engine.hub.cache and
-engine.hub.state). Decoders (MTP heads, drafters) are listed too, flagged, and
-``decoder_matches`` pairs them with the chat models they can speed up.
+engine.hub.state). Decoders (MTP heads, drafters) are listed too, flagged — those shipped with the app
+among them — and engine.decoder_catalog pairs them with the chat models they speed up.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine import paths
-from engine.compat import Pairing, carries_mtp, check_pairing, decoder_info, weights_dtype
+from engine.compat import carries_mtp, decoder_info, weights_dtype
 from engine.errors import EngineError, ModelNotFound
 from engine.hub import cache
 from engine.hub.describe import quantization
@@ -37,13 +37,6 @@ class LocalModel:
     mtp: str = ""  # chat models: "weights" (carries MTP), "declared" (config only) or ""
     quantization: str = ""  # "4-bit", "bf16", ... when the config or name says
     revision: str = ""  # hub models: the snapshot's commit
-
-
-@dataclass(frozen=True)
-class DecoderMatch:
-    decoder: LocalModel
-    target: LocalModel
-    pairing: Pairing
 
 
 @dataclass(frozen=True)
@@ -126,8 +119,26 @@ def hub_models() -> list[LocalModel]:
     return found
 
 
+def shipped_models() -> list[LocalModel]:
+    """Decoders that ship with the app (the starter's MTP head): always there."""
+    root = paths.shipped_decoders_dir()
+    if not root.is_dir():
+        return []
+    folders = [c for c in sorted(root.iterdir()) if c.is_dir() and is_model_dir(c)]
+    described = (_describe(c.name, c, "bundled", cache.model_dir_size(c)) for c in folders)
+    return [m for m in described if m is not None]
+
+
 def local_models() -> list[LocalModel]:
-    return imported_models() + hub_models()
+    return imported_models() + hub_models() + shipped_models()
+
+
+def describe_folder(path: Path) -> LocalModel | None:
+    """A model folder outside the library, described as the library would."""
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        return None
+    return _describe(str(path), path, "path", 0)
 
 
 def find_model(name: str) -> LocalModel:
@@ -174,41 +185,6 @@ def resolve_model(name: str) -> Path:
         raise
 
 
-# -- decoders
-
-
-def decoder_matches(models: list[LocalModel] | None = None) -> list[DecoderMatch]:
-    """Every local decoder checked against every local chat model."""
-    models = local_models() if models is None else models
-    targets = [m for m in models if not m.is_decoder]
-    matches = []
-    for dec in (m for m in models if m.is_decoder):
-        for target in targets:
-            try:
-                pairing = check_pairing(target.path, dec.path)
-            except Exception as e:  # a broken folder is a reason, never a crash
-                pairing = Pairing(False, f"unreadable ({e})")
-            matches.append(DecoderMatch(dec, target, pairing))
-    return matches
-
-
-def same_family(decoder: LocalModel, target: LocalModel) -> bool:
-    return bool(decoder.decoder_family) and decoder.decoder_family == target.model_type
-
-
-def unpaired_reason(decoder: LocalModel, matches: list[DecoderMatch]) -> str:
-    """Why ``decoder`` pairs with no local model (the closest miss), or ""."""
-    mine = [m for m in matches if m.decoder == decoder]
-    if any(m.pairing.ok for m in mine):
-        return ""
-    closest = [m for m in mine if same_family(decoder, m.target)] or mine
-    if decoder.decoder_family and closest is mine:
-        return f"no local {decoder.decoder_family} model to pair with"
-    if closest:
-        return f"{closest[0].target.id}: {closest[0].pairing.reason}"
-    return "no local chat model to pair with"
-
-
 # -- delete
 
 
@@ -228,6 +204,8 @@ def delete_model(name: str) -> Removed:
         ) from None
     if m.source == "hub":
         return _delete_hub_repo(m.id)
+    if m.source == "bundled":
+        raise EngineError(f"{m.id} ships with Lookahead and cannot be deleted")
     root = paths.models_dir().resolve()
     if m.source != "imported" or root not in m.path.resolve().parents:
         raise EngineError(f"{m.path} is outside the library; delete it yourself if you mean to")

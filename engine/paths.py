@@ -49,3 +49,13 @@ def config_dir() -> Path:
 
 def database_path() -> Path:
     return data_dir() / "conversations.sqlite3"
+
+
+def shipped_decoders_dir() -> Path:
+    """Decoders that ship with the app (resources/decoders): read-only, never created.
+    ``LOOKAHEAD_SHIPPED_DECODERS`` points elsewhere (tests, packaged bundles)."""
+    if value := os.environ.get("LOOKAHEAD_SHIPPED_DECODERS"):
+        return Path(value).expanduser()
+    from resources import resource_path
+
+    return resource_path("decoders")

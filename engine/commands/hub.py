@@ -181,7 +181,8 @@ def run_pull(args) -> int:
 
 
 def _print_pairings_of(model_id: str) -> None:
-    from engine.library import decoder_matches, local_models
+    from engine.decoder_catalog import decoder_matches
+    from engine.library import local_models
 
     models = local_models()
     matches = [
@@ -197,8 +198,9 @@ def _print_pairings_of(model_id: str) -> None:
 
 
 def run_models(args) -> int:
+    from engine.decoder_catalog import decoder_matches, decoders_for, unpaired_reason
     from engine.hub.state import pending_downloads
-    from engine.library import decoder_matches, local_models, same_family, unpaired_reason
+    from engine.library import local_models
 
     models = local_models()
     matches = decoder_matches(models)
@@ -217,9 +219,11 @@ def run_models(args) -> int:
     if not models and not pending:
         print("no local models yet: `lookahead search QUERY`, then `lookahead pull REPO`")
         return 0
+    choices = {m.id: [c for c in decoders_for(m, models, matches) if c.kind != "lookup"]
+               for m in chat}  # fmt: skip
     rows = [
         (m.id, m.model_type, m.quantization or "-", human_bytes(m.size_bytes), m.source,
-         {"weights": "built-in", "declared": "dropped"}.get(m.mtp, "-"))
+         _mtp_column(m, choices[m.id]))
         for m in chat
     ]  # fmt: skip
     if rows:
@@ -227,11 +231,14 @@ def run_models(args) -> int:
         print(header)
         for target, line in zip(chat, lines, strict=True):
             print(line)
-            for x in (x for x in matches if x.target == target):
-                if x.pairing.ok:
-                    print(f"  └ decoder {x.decoder.id} pairs with it: {x.pairing.reason}")
-                elif same_family(x.decoder, target):
-                    print(f"  └ decoder {x.decoder.id} does not pair: {x.pairing.reason}")
+            for c in choices[target.id]:
+                name = f"draft model {c.value}" if c.kind == "draft" else f"decoder {c.value}"
+                if c.origin == "built-in":
+                    name = "built-in MTP"
+                if c.origin == "shipped":
+                    name += " (shipped with Lookahead)"
+                verdict = "pairs with it" if c.ok else "does not pair"
+                print(f"  └ {name} {verdict}: {c.reason}")
     if decoders:
         print("\nDecoders")
         for d in decoders:
@@ -251,6 +258,15 @@ def run_models(args) -> int:
                 + f"; discard: lookahead rm {p.repo_id})"
             )
     return 0
+
+
+def _mtp_column(model, choices) -> str:
+    """built-in / dropped (config only) / decoder (a separate MTP head pairs) / -."""
+    if model.mtp == "weights" and any(c.origin == "built-in" and c.ok for c in choices):
+        return "built-in"
+    if any(c.ok and c.kind == "mtp" for c in choices):
+        return "decoder"
+    return {"declared": "dropped", "weights": "refused"}.get(model.mtp, "-")
 
 
 # -- rm

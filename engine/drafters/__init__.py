@@ -21,24 +21,17 @@ def create_drafter(loaded, settings: DecoderSettings) -> tuple[Drafter | None, s
         return None, None
     if name == "lookup":
         return PromptLookupDrafter(), None
-    try:
-        from engine.drafters import registry
-    except ImportError:  # no weight-based drafters in this build
-        registry = None
+    from engine.drafters import registry
+
     if name == "auto":
-        if registry is not None:
-            drafter, note = registry.best_drafter(loaded)
-            if drafter is not None:
-                return drafter, note
-            if note:  # what it found and could not use, and why
-                return PromptLookupDrafter(), f"{note}; using prompt lookup"
+        drafter, note = registry.best_drafter(loaded)
+        if drafter is not None:
+            return drafter, note
+        if note:  # what it found and could not use, and why
+            return PromptLookupDrafter(), f"{note}; using prompt lookup"
         return PromptLookupDrafter(), "no trained decoder found for this model; using prompt lookup"
     if (draft := _plain_model(name)) is not None:
         return _draft_model_drafter(loaded, draft), None
-    if registry is None:
-        raise DecoderError(
-            f"decoder {name!r}: only none, auto, lookup and draft models are available"
-        )
     return registry.open_drafter(loaded, name), None
 
 
@@ -59,13 +52,17 @@ def _plain_model(name: str):
 
 def _draft_model_drafter(loaded, path):
     """A DraftModelDrafter, loading the draft model once per target (engine thread)."""
+    from engine.decoder_catalog import verdict
     from engine.drafters.draft_model import DraftModelDrafter
     from engine.model_loader import load_model
 
     drafts = loaded.extras.setdefault("draft_models", {})
     key = str(path)
     if key not in drafts:
-        if path == loaded.path:
-            raise DecoderError("a model cannot be its own draft model")
+        pairing = verdict(loaded.path, path)  # the verdict the catalog shows
+        if not pairing.ok:
+            raise DecoderError(
+                f"draft model {path.name} cannot draft for {loaded.path.name}: {pairing.reason}"
+            )
         drafts[key] = load_model(key)
     return DraftModelDrafter(loaded, drafts[key])

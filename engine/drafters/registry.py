@@ -1,11 +1,12 @@
 """Weight-based drafters for a target: what ``auto`` picks, and opening one by name.
 
-``best_drafter``: the target's own MTP module (in its checkpoint or an
-``mtp.safetensors`` beside it), else a compatible decoder repo among the local
-models, else None (the caller falls back to prompt lookup). ``open_drafter``: a
-decoder repo id, local name, folder, or an ``mtp*.safetensors`` file; an
-incompatible, corrupted or unsupported one is refused with DecoderError saying why.
-Engine thread only (loading builds MLX arrays).
+Which decoders pair is decided by engine.decoder_catalog (the same verdict the app,
+the API and ``lookahead models`` show); this module turns a choice into an
+MTPDrafter. ``best_drafter``: the catalog's best MTP choice that loads, else None
+(the caller falls back to prompt lookup). ``open_drafter``: a decoder repo id,
+local name, folder, or an ``mtp*.safetensors`` file; an incompatible, corrupted or
+unsupported one is refused with DecoderError saying why. Engine thread only
+(loading builds MLX arrays).
 """
 
 from __future__ import annotations
@@ -18,35 +19,34 @@ from engine.drafters.mtp.sources import (
     HeadSource,
     builtin_source,
     check_pairing,
-    decoder_format,
     folder_source,
-    read_json,
     sidecar_file_source,
 )
 from engine.errors import DecoderError, ModelNotFound
 
-# Decoders shipped with the app (the starter model's trained head), beside the library's.
-BUNDLED_DECODERS = Path(__file__).resolve().parents[2] / "resources" / "decoders"
-
 
 def best_drafter(loaded) -> tuple[MTPDrafter | None, str | None]:
     """The best compatible MTP drafter found locally, and a note on what was skipped."""
-    notes: list[str] = []
+    from engine import decoder_catalog, library
+
     chosen: HeadSource | None = loaded.extras.get("mtp_auto")
     if chosen is not None:  # found before: a positive choice does not go stale
         return MTPDrafter(get_head(chosen, loaded)), None
-    candidates: list[HeadSource] = []
+    notes: list[str] = []
     try:
-        own, note = builtin_source(loaded)
-    except DecoderError as e:
-        own, note = None, str(e)
-    if own is not None:
-        candidates.append(own)
-    if note:
-        notes.append(note)
-    candidates += _paired_repos(loaded, notes)
-    for source in candidates:
+        models = library.local_models()
+    except Exception as e:  # a broken library must not break generation
+        notes.append(f"could not list local models ({e})")
+        models = []
+    for choice in decoder_catalog.decoders_for(loaded.path, models):
+        if choice.kind != "mtp":
+            continue
+        if not choice.ok:
+            if choice.origin == "built-in":  # the model's own layers: say why not
+                notes.append(choice.reason)
+            continue
         try:
+            source = _source(loaded, choice.path or None)
             drafter = MTPDrafter(get_head(source, loaded))
         except DecoderError as e:
             notes.append(str(e))
@@ -56,34 +56,14 @@ def best_drafter(loaded) -> tuple[MTPDrafter | None, str | None]:
     return None, "; ".join(notes) or None
 
 
-def _paired_repos(loaded, notes: list[str]) -> list[HeadSource]:
-    """Decoder repos among the local models and the bundled decoders that pair with
-    ``loaded``, best first: those declaring this target by name, then the rest."""
-    from engine import library
-
-    try:
-        folders = [Path(m.path) for m in library.local_models()]
-    except Exception as e:  # a broken library must not break generation
-        notes.append(f"could not list local models ({e})")
-        folders = []
-    if BUNDLED_DECODERS.is_dir():
-        folders += sorted(p for p in BUNDLED_DECODERS.iterdir() if (p / "config.json").is_file())
-    here = loaded.path.resolve()
-    found: list[tuple[int, HeadSource]] = []
-    for folder in folders:
-        if folder.resolve() == here:
-            continue
-        try:
-            if decoder_format(read_json(folder / "config.json"), folder) is None:
-                continue
-            source = folder_source(folder)
-            check_pairing(source, loaded, folder)
-        except DecoderError:
-            continue  # not for this model: normal when browsing a whole library
-        declared = str(source.own.get("target") or "")
-        named = bool(declared) and declared.rsplit("/", 1)[-1] in (loaded.name, loaded.path.name)
-        found.append((0 if named else 1, source))
-    return [s for _, s in sorted(found, key=lambda x: x[0])]
+def _source(loaded, folder: str | None) -> HeadSource:
+    """The weights of a catalog choice: a decoder folder, or the model's own (None)."""
+    if folder is None:
+        source, note = builtin_source(loaded)
+        if source is None:
+            raise DecoderError(note or f"{loaded.path.name} carries no MTP weights")
+        return source
+    return folder_source(Path(folder))
 
 
 def open_drafter(loaded, name_or_path: str) -> MTPDrafter:
@@ -96,15 +76,14 @@ def open_drafter(loaded, name_or_path: str) -> MTPDrafter:
         source = sidecar_file_source(path, loaded)
         check_pairing(source, loaded)
         return MTPDrafter(get_head(source, loaded))
+    from engine.decoder_catalog import verdict
+
     folder = path if path.is_dir() else _resolve(name)
-    if folder.resolve() == loaded.path.resolve():
-        source, note = builtin_source(loaded)
-        if source is None:
-            raise DecoderError(note or f"{loaded.path.name} carries no MTP weights")
-    else:
-        source = folder_source(folder)
-        check_pairing(source, loaded, folder)
-    return MTPDrafter(get_head(source, loaded))
+    pairing = verdict(loaded.path, folder)  # the verdict the catalog shows
+    if not pairing.ok:
+        raise DecoderError(f"{folder.name}: {pairing.reason}")
+    own = folder.resolve() == loaded.path.resolve()
+    return MTPDrafter(get_head(_source(loaded, None if own else str(folder)), loaded))
 
 
 def _resolve(name: str) -> Path:

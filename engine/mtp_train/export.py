@@ -21,16 +21,6 @@ from engine.mtp_train.head import block_config
 _DTYPES = {"float16": mx.float16, "float32": mx.float32, "bfloat16": mx.bfloat16}
 
 
-def bundled_decoders() -> list[Path]:
-    """Decoder repos shipped with the app (resources/decoders/*), for the registry."""
-    from resources import resource_path
-
-    folder = resource_path("decoders")
-    if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.iterdir() if (p / "config.json").is_file())
-
-
 def tokenizer_sha256(model_path: Path) -> str | None:
     f = Path(model_path) / "tokenizer.json"
     return hashlib.sha256(f.read_bytes()).hexdigest() if f.exists() else None

@@ -2,8 +2,9 @@
 
 An id is a local model (``SmolLM2-135M-Instruct``), optionally with a decoder tag:
 ``MODEL<decoder>DECODER`` where DECODER is ``lookup``, ``auto``, ``none`` or the id of
-a local decoder repo or draft model. ``/v1/models`` lists every chat model, its
-``<decoder>lookup`` form, and a tagged id for each decoder that pairs with it.
+a local decoder repo or draft model. ``/v1/models`` lists every chat model and a
+tagged id for each decoder engine.decoder_catalog pairs with it (built-in MTP as
+``auto``, decoders shipped with the app and the library's, draft models, ``lookup``).
 Listing reads the library from disk; results are kept a few seconds. Any thread.
 """
 
@@ -14,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from engine import library
+from engine import decoder_catalog, library
 from engine.library import LocalModel
 from engine.server.errors import ApiError
 
@@ -73,22 +74,17 @@ class ModelCatalog:
             if self._listing is not None:
                 return list(self._listing)
         out: list[Listed] = []
-        matches = library.decoder_matches(models)
+        matches = decoder_catalog.decoder_matches(models)
         for m in (m for m in models if not m.is_decoder):
             out.append(Listed(m.id, m, "none"))
-            out.append(Listed(f"{m.id}{DECODER_TAG}lookup", m, "lookup", "prompt lookup"))
-            if m.mtp == "weights":
-                out.append(Listed(f"{m.id}{DECODER_TAG}auto", m, "auto", "built-in MTP"))
-            for match in matches:
-                if match.target.id == m.id and match.pairing.ok:
-                    out.append(
-                        Listed(
-                            f"{m.id}{DECODER_TAG}{match.decoder.id}",
-                            m,
-                            match.decoder.id,
-                            match.pairing.reason,
-                        )
-                    )
+            for c in decoder_catalog.decoders_for(m, models, matches):
+                if c.ok:
+                    note = "prompt lookup" if c.kind == "lookup" else c.reason
+                    if c.origin == "built-in":
+                        note = f"built-in MTP: {c.reason}"
+                    elif c.origin == "shipped":
+                        note = f"shipped with Lookahead: {c.reason}"
+                    out.append(Listed(f"{m.id}{DECODER_TAG}{c.value}", m, c.value, note))
         with self._lock:
             self._listing = out
         return list(out)

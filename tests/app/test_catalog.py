@@ -1,6 +1,6 @@
 import json
 
-from app.catalog import ModelCatalog, thinking_modes_for
+from app.catalog import ModelCatalog
 from engine import paths
 
 
@@ -23,7 +23,7 @@ def test_lists_chat_models_with_lookup_and_smaller_draft_models():
     entries = {e.id: e for e in ModelCatalog().refresh()}
     assert set(entries) == {"Big-Chat", "Small-Chat", "Other-Family"}
     big = [d.value for d in entries["Big-Chat"].decoders]
-    assert big[0] == "lookup"
+    assert big[-1] == "lookup"  # best first: prompt lookup is the fallback
     assert "Small-Chat" in big  # a smaller model of the family drafts for a bigger one
     assert [d.value for d in entries["Small-Chat"].decoders] == ["lookup"]
     assert [d.value for d in entries["Other-Family"].decoders] == ["lookup"]
@@ -33,10 +33,7 @@ def test_empty_library_is_an_empty_catalog():
     assert ModelCatalog().refresh() == []
 
 
-def test_thinking_modes_from_the_chat_template(tmp_path):
-    plain = make_model("Plain")
-    think = make_model("Thinker", template="{% if enable_thinking %}<think>{% endif %}")
-    effort = make_model("Effort", template="{{ reasoning_effort }}")
-    assert thinking_modes_for(plain) == ("off",)
-    assert thinking_modes_for(think) == ("off", "on")
-    assert thinking_modes_for(effort) == ("off", "on", "max")
+def test_thinking_modes_come_from_the_engine():
+    make_model("Thinker", template="{% if enable_thinking %}<think>{% endif %}")
+    (entry,) = ModelCatalog().refresh()
+    assert entry.thinking_modes == ("off", "on")

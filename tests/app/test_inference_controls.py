@@ -38,8 +38,9 @@ def test_decoder_choices_and_why_not(qtbot, themed):
     w = make(qtbot)
     w.set_model(SMOL)
     values = [w.decoder_combo.itemData(i).value for i in range(w.decoder_combo.count())]
-    assert values == ["lookup", "SmolLM2-135M-MTP"]
-    assert w.decoder_combo.currentData().value == "SmolLM2-135M-MTP"  # a trained decoder first
+    assert values == ["SmolLM2-135M-MTP", "lookup"]  # best first, as the engine orders them
+    assert w.decoder_combo.currentData().value == "SmolLM2-135M-MTP"  # what auto would run
+    assert "Shipped with Lookahead" in w.decoder_note.text()
     w.decoder_enabled.setChecked(True)
     w.draft_tokens.setValue(4)
     s = w.settings()

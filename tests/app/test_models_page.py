@@ -20,6 +20,10 @@ from engine.library import local_models
 from tests.hubserver import hub, safetensors_bytes  # noqa: F401 - the fixture
 from tests.tiny_models import llama_config, write_tokenizer
 
+# The library shows exactly what each test downloaded (test_shipped_decoder covers
+# the decoders shipped with the app).
+pytestmark = pytest.mark.usefixtures("no_shipped_decoders")
+
 MAIN = "org/tiny-llama"
 DECODER = "org/tiny-llama-mtp-head"
 WITH_MTP = "org/tiny-mimo"
@@ -47,8 +51,9 @@ def published(hub, tokenizer_files):  # noqa: F811
     # ~600 KB of weights: big enough to cancel mid-file when throttled.
     main = repo(llama_config(vocab), {"model.embed_tokens.weight": (vocab, 4 * H), "w": (64, 2048)})
     hub.add_repo(MAIN, main, downloads=900, likes=12)
-    head = {"model_type": "llama_mtp", "text_config": {"hidden_size": H, "vocab_size": vocab}}
-    hub.add_repo(DECODER, repo(head, {"fc.weight": (H, 2 * H)}), downloads=30)
+    own = {"family": "llama", "hidden_size": H, "vocab_size": vocab}  # a trained llama head
+    head = {"model_type": "lookahead_mtp", "lookahead_decoder": own, "text_config": own}
+    hub.add_repo(DECODER, repo(head, {"eh_proj.weight": (H, 2 * H)}), downloads=30)
     mtp = repo(llama_config(vocab), {"w": (4, 4)}, **{"mtp.safetensors": safetensors_bytes({})})
     hub.add_repo(WITH_MTP, mtp, downloads=50)
     hub.add_repo(GATED, repo(llama_config(vocab), {"w": (2, 2)}), gated="manual", downloads=10)

@@ -77,3 +77,24 @@ def test_continue_after_closed_reasoning_answers(service, thinker):
 def service_prompt_text(model, msgs) -> str:
     loaded = load_model(model)
     return loaded.chat.render(msgs, thinking="on", continue_final=True).text
+
+
+def test_thinking_modes_of_a_folder_from_its_chat_template(tmp_path):
+    import json
+
+    from engine.chat import folder_thinking_modes
+
+    def folder(name, template):
+        f = tmp_path / name
+        f.mkdir()
+        (f / "tokenizer_config.json").write_text(json.dumps({"chat_template": template}))
+        return f
+
+    assert folder_thinking_modes(folder("plain", "")) == ("off",)
+    think = folder("think", "{% if enable_thinking %}<think>{% endif %}")
+    assert folder_thinking_modes(think) == ("off", "on")
+    assert folder_thinking_modes(folder("effort", "{{ reasoning_effort }}")) == ("off", "on", "max")
+    jinja = tmp_path / "jinja"
+    jinja.mkdir()
+    (jinja / "chat_template.jinja").write_text("<think>")
+    assert folder_thinking_modes(jinja) == ("off", "on")

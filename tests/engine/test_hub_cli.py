@@ -28,15 +28,24 @@ def repo_files(config: dict, shapes: dict) -> dict[str, bytes]:
     }
 
 
+def head_config(hidden: int) -> dict:
+    """A trained llama MTP head in our decoder format (one Lookahead runs)."""
+    own = {"family": "llama", "hidden_size": hidden, "vocab_size": V}
+    text = {"model_type": "llama", "hidden_size": hidden, "vocab_size": V}
+    return {"model_type": "lookahead_mtp", "lookahead_decoder": own, "text_config": text}
+
+
 @pytest.fixture
 def published(hub):  # noqa: F811
     hub.add_repo(
         REPO, repo_files(llama_config(V), {"model.embed_tokens.weight": (V, 4 * H)}), downloads=9
     )
-    mtp = {"model_type": "llama_mtp", "text_config": {"hidden_size": H, "vocab_size": V}}
-    hub.add_repo("org/tiny-llama-mtp", repo_files(mtp, {"fc.weight": (H, 2 * H)}), downloads=3)
-    wide = {"model_type": "llama_mtp", "text_config": {"hidden_size": 2 * H, "vocab_size": V}}
-    hub.add_repo("org/wide-mtp", repo_files(wide, {"fc.weight": (2 * H, 4 * H)}))
+    hub.add_repo(
+        "org/tiny-llama-mtp",
+        repo_files(head_config(H), {"eh_proj.weight": (H, 2 * H)}),
+        downloads=3,
+    )
+    hub.add_repo("org/wide-mtp", repo_files(head_config(2 * H), {"eh_proj.weight": (2 * H, 4 * H)}))
     hub.add_repo("corp/gated", repo_files(llama_config(V), {"w": (2, 2)}), gated="manual")
     return hub
 
@@ -77,10 +86,11 @@ def test_pull_models_and_rm(published, capsys):
     assert model_line.split()[1:3] == ["llama", "fp32"]
     lines = out.splitlines()
     below = lines[lines.index(model_line) + 1 : lines.index(model_line) + 3]
-    assert below[0].startswith("  └ decoder org/tiny-llama-mtp pairs with it: MTP head")
-    assert below[1] == "  └ decoder org/wide-mtp does not pair: hidden size 128, the model has 64"
-    assert "org/wide-mtp (mlx-vlm mtp, " in out
-    assert f"pairs with nothing here: {REPO}: hidden size 128, the model has 64" in out
+    assert below[0].startswith("  └ decoder org/tiny-llama-mtp pairs with it: trained MTP head")
+    wide = "hidden size 128, but org/tiny-llama has hidden size 64"
+    assert below[1] == f"  └ decoder org/wide-mtp does not pair: {wide}"
+    assert "org/wide-mtp (lookahead mtp, " in out
+    assert f"pairs with nothing here: {REPO}: {wide}" in out
 
     code, out, _ = run(capsys, "rm", "org/wide-mtp", "--yes")
     assert code == 0 and out.startswith("deleted org/wide-mtp, freed")

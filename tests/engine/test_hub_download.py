@@ -24,6 +24,8 @@ from engine.library import local_models, resolve_model
 from tests.hubserver import folder_files, hub  # noqa: F401 - the fixture
 from tests.tiny_models import make_tiny_model
 
+pytestmark = pytest.mark.usefixtures("no_shipped_decoders")
+
 REPO = "org/tiny-llama"
 WEIGHTS = "model.safetensors"
 

@@ -64,8 +64,8 @@ def test_mlx_vlm_split_decoder_pairs_with_its_family(tmp_path, target, vocab):
 @pytest.mark.parametrize(
     ("change", "reason"),
     [
-        ({"hidden": 32}, "hidden size 32, the model has 64"),
-        ({"family": "qwen3"}, "made for qwen3 models, this one is llama"),
+        ({"hidden": 32}, "hidden size 32, but org/tiny-llama has hidden size 64"),
+        ({"family": "qwen3"}, "made for qwen3 models, this one is a llama model"),
         ({"vocab": 1000}, "vocabulary of 1000"),
     ],
 )

@@ -10,23 +10,20 @@ from pathlib import Path
 import pytest
 
 from engine import paths
+from engine.decoder_catalog import decoder_matches, unpaired_reason
 from engine.errors import ModelNotFound
 from engine.hub import cache
 from engine.hub.files import RemoteFile, git_blob_id
 from engine.hub.state import write_state
-from engine.library import (
-    decoder_matches,
-    delete_model,
-    find_model,
-    local_models,
-    resolve_model,
-    unpaired_reason,
-)
+from engine.library import delete_model, find_model, local_models, resolve_model
 from tests.hubserver import safetensors_bytes
 from tests.tiny_models import llama_config
 
 VOCAB = 300
 H = 64
+
+
+pytestmark = pytest.mark.usefixtures("no_shipped_decoders")
 
 
 @pytest.fixture(autouse=True)
@@ -124,20 +121,29 @@ def test_a_download_in_progress_is_not_ready_but_an_older_snapshot_is():
 def test_decoders_are_flagged_and_paired_with_targets():
     put_in_cache("org/tiny", model_files(llama_config(VOCAB)), "a" * 40)
     put_in_cache("org/big", model_files(llama_config(VOCAB, hidden_size=128)), "b" * 40)
-    mtp = {"model_type": "llama_mtp", "text_config": {"hidden_size": H, "vocab_size": VOCAB}}
-    put_in_cache("org/tiny-mtp", model_files(mtp, {"fc.weight": (H, 2 * H)}), "c" * 40)
+    text = {"model_type": "llama", "hidden_size": H, "vocab_size": VOCAB}
+    own = {"family": "llama", "hidden_size": H, "vocab_size": VOCAB}
+    mtp = {"model_type": "lookahead_mtp", "lookahead_decoder": own, "text_config": text}
+    put_in_cache("org/tiny-mtp", model_files(mtp, {"eh_proj.weight": (H, 2 * H)}), "c" * 40)
+    # mlx-vlm's layout for a family Lookahead has no mlx-vlm loader for: refused, with why
+    vlm = {"model_type": "llama_mtp", "text_config": {"hidden_size": H, "vocab_size": VOCAB}}
+    put_in_cache("org/vlm-mtp", model_files(vlm, {"fc.weight": (H, 2 * H)}), "e" * 40)
     qwen = {"model_type": "qwen3_mtp", "text_config": {"hidden_size": H, "vocab_size": VOCAB}}
     put_in_cache("org/qwen-mtp", model_files(qwen, {"fc.weight": (H, 2 * H)}), "d" * 40)
 
     models = local_models()
     by_id = {m.id: m for m in models}
     dec = by_id["org/tiny-mtp"]
-    assert (dec.is_decoder, dec.decoder_format, dec.decoder_kind) == (True, "mlx-vlm", "mtp")
+    assert (dec.is_decoder, dec.decoder_format, dec.decoder_kind) == (True, "lookahead", "mtp")
     matches = decoder_matches(models)
     ok = {(m.decoder.id, m.target.id) for m in matches if m.pairing.ok}
     assert ok == {("org/tiny-mtp", "org/tiny")}
     big = next(m for m in matches if m.target.id == "org/big" and m.decoder.id == "org/tiny-mtp")
-    assert "hidden size 64, the model has 128" in big.pairing.reason
+    assert "hidden size 64, but org/big has hidden size 128" in big.pairing.reason
+    vlm_tiny = next(
+        m for m in matches if (m.decoder.id, m.target.id) == ("org/vlm-mtp", "org/tiny")
+    )
+    assert "llama_mtp is not supported" in vlm_tiny.pairing.reason
     assert unpaired_reason(dec, matches) == ""
     assert unpaired_reason(by_id["org/qwen-mtp"], matches) == "no local qwen3 model to pair with"
 

@@ -265,9 +265,9 @@ def test_auto_finds_a_bundled_decoder(root, built, monkeypatch):
     bundled = root / "bundled"
     write_lookahead(built["llama"], bundled / "starter-head")
     monkeypatch.setenv("LOOKAHEAD_MODELS_DIR", str(root / "empty-library"))
-    monkeypatch.setattr(registry, "BUNDLED_DECODERS", root / "nowhere")
+    monkeypatch.setenv("LOOKAHEAD_SHIPPED_DECODERS", str(root / "nowhere"))
     assert registry.best_drafter(loaded_of(built["llama"]))[0] is None
-    monkeypatch.setattr(registry, "BUNDLED_DECODERS", bundled)
+    monkeypatch.setenv("LOOKAHEAD_SHIPPED_DECODERS", str(bundled))
     drafter, _ = registry.best_drafter(loaded_of(built["llama"]))
     assert drafter.name == "MTP (llama, starter-head)"
 
@@ -316,3 +316,37 @@ def test_sampling_with_mtp_is_reproducible(built):
         )  # fmt: skip
         outs.append(gen.run())
     assert outs[0].token_ids == outs[1].token_ids and outs[0].stats.drafted > 0
+
+
+def test_catalog_verdict_is_the_verdict_at_load_time(root, built):
+    """Every decoder fixture against every target: the catalog pairs exactly what loads."""
+    from engine.decoder_catalog import verdict
+
+    where = root / "agreement"
+    decoders = [
+        write_nextn(built["deepseek_v32"], where / "ds-nextn"),
+        write_nextn(built["glm4_moe"], where / "glm-nextn"),
+        write_mlx_vlm(built["qwen3_5"], where / "q35-vlm"),
+        write_mlx_vlm(built["qwen3_5_moe"], where / "q35moe-vlm"),
+        write_mlx_vlm(built["qwen3_next"], where / "qnext-vlm"),
+        write_lookahead(built["llama"], where / "llama-head"),
+    ]
+    odd = write_mlx_vlm(built["qwen3_5"], where / "gemma-mtp")  # a format we do not run
+    cfg = (odd / "config.json").read_text().replace("qwen3_5_mtp", "gemma4_mtp")
+    (odd / "config.json").write_text(cfg.replace("qwen3_5_text", "gemma4_text"))
+    decoders.append(odd)
+    seen = {True: 0, False: 0}
+    for family, b in built.items():
+        loaded = loaded_of(b)
+        for folder in [*decoders, b["path"]]:  # the target itself: its own MTP weights
+            shown = verdict(b["path"], folder)
+            try:
+                registry.open_drafter(loaded, str(folder)).close()
+                loads, why = True, ""
+            except DecoderError as e:
+                loads, why = False, str(e)
+            assert shown.ok == loads, (family, folder.name, shown.reason, why)
+            if not loads:
+                assert shown.reason in why  # the same reason, word for word
+            seen[loads] += 1
+    assert seen[True] >= 12 and seen[False] >= 30

@@ -151,10 +151,10 @@ def _check_lossless(model, decoder: Path) -> None:
 @pytest.mark.starter
 @pytest.mark.slow
 def test_shipped_head_is_the_starters_default_and_lossless(starter_model_dir) -> None:
-    from engine.mtp_train.export import bundled_decoders
+    from engine.library import shipped_models
     from engine.settings import DecoderSettings
 
-    shipped = [p for p in bundled_decoders() if p.name == "SmolLM2-135M-Instruct-MTP"]
+    shipped = [m.path for m in shipped_models() if m.id == "SmolLM2-135M-Instruct-MTP"]
     if not shipped:
         pytest.skip("the starter's MTP head is not in resources/decoders")
     from engine.drafters import create_drafter
