@@ -16,7 +16,7 @@ from pathlib import Path
 
 from engine import paths
 from engine.errors import EngineError, ModelNotFound
-from engine.gguf_import import ModelExists, Progress, import_gguf
+from engine.gguf.importer import ModelExists, Progress, import_gguf
 from engine.library import is_model_dir
 
 STARTER_NAME = "SmolLM2-135M-Instruct"

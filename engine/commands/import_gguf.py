@@ -20,7 +20,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from engine.gguf_import import default_model_name, import_gguf
+    from engine.gguf.importer import default_model_name, import_gguf
 
     name = args.name or default_model_name(args.file)
     tty = sys.stderr.isatty()

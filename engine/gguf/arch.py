@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.gguf_reader import GGUFError
+from engine.gguf.reader import GGUFError
 
 
 class UnsupportedArchitecture(GGUFError):

@@ -17,7 +17,7 @@ from typing import Any
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, processors
 from tokenizers import pre_tokenizers as pt
 
-from engine.gguf_reader import GGUFError
+from engine.gguf.reader import GGUFError
 
 CONTROL, USER_DEFINED = 3, 4
 

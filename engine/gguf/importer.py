@@ -29,14 +29,14 @@ import numpy as np
 
 from engine import paths
 from engine.errors import EngineError
-from engine.gguf_arch import (
+from engine.gguf.arch import (
     ROPE_FREQS,
     UnsupportedArchitecture,
     architecture,
     build_config,
     hf_name,
 )
-from engine.gguf_quants import (
+from engine.gguf.quants import (
     GROUP_SIZE,
     UnsupportedQuantization,
     check_supported,
@@ -44,7 +44,7 @@ from engine.gguf_quants import (
     dequantize,
     mlx_bits,
 )
-from engine.gguf_reader import (
+from engine.gguf.reader import (
     CorruptGGUF,
     GGUFError,
     GGUFFile,
@@ -53,7 +53,7 @@ from engine.gguf_reader import (
     TensorInfo,
     open_gguf,
 )
-from engine.gguf_tokenizer import UnsupportedTokenizer, check_tokenizer, write_tokenizer
+from engine.gguf.tokenizer import UnsupportedTokenizer, check_tokenizer, write_tokenizer
 from engine.safetensors_file import save_safetensors
 
 __all__ = [

@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from engine.gguf_reader import GGML_TYPES, GGUFError, TensorInfo
+from engine.gguf.reader import GGML_TYPES, GGUFError, TensorInfo
 from engine.safetensors_file import BF16
 
 GROUP_SIZE = 32
