@@ -17,7 +17,7 @@ from engine.drafters.lookup import PromptLookupDrafter
 from engine.errors import DecoderError
 from engine.generate import Generation
 from engine.model_loader import load_model
-from engine.settings import DecoderSettings
+from engine.settings import DecoderSettings, ModelSettings
 from tests.deepseek_v41_models import make_deepseek_v41
 from tests.drafting import generate, next_token_logits
 
@@ -44,13 +44,16 @@ def run(loaded, prompt, drafter=None, k=3, adaptive=False, max_tokens=40) -> Gen
     return generate(loaded, prompt, drafter, k, adaptive, max_tokens)
 
 
-def test_checkpoint_in_deepseek_naming_loads_as_built(built, loaded):
+def test_checkpoint_in_deepseek_naming_loads_as_built(built):
     from mlx_lm.models import deepseek_v41
 
+    # The checkpoint's own dtype: every weight must land where it was built, bit for bit
+    # (the default CPU policy would cast to bf16 and multiply through the native kernel).
+    as_stored = load_model(str(built["path"]), ModelSettings(dtype="native"))
     ref = deepseek_v41.Model(deepseek_v41.ModelArgs.from_dict(built["config"]))
     ref.load_weights(list(built["params"].items()))
     x = mx.array([list(range(3, 30))])
-    assert mx.array_equal(ref(x), loaded.model(x)).item()
+    assert mx.array_equal(ref(x), as_stored.model(x)).item()
 
 
 def test_drafting_is_lossless_through_snapshot_and_replay(loaded, draft):
