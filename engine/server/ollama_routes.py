@@ -30,10 +30,12 @@ from engine.server.context import ApiContext, collect_finished, failure
 from engine.server.errors import ApiError
 from engine.server.params import (
     bad,
+    checked_tools,
     new_id,
     ollama_messages,
     ollama_sampling,
     thinking_from_ollama,
+    with_tools,
 )
 from engine.server.replies import (
     Delta,
@@ -43,7 +45,7 @@ from engine.server.replies import (
     whole_reply,
 )
 from engine.server.schemas import OllamaChatRequest, OllamaGenerateRequest, OllamaShowRequest
-from engine.server.tools import ToolFormat
+from engine.server.tools import ToolFormat, plan_tools
 from engine.settings import DecoderSettings
 
 OLLAMA_VERSION = "0.12.0"  # what we answer /api/version with: clients gate features on it
@@ -121,7 +123,7 @@ async def show(body: OllamaShowRequest, request: Request) -> dict:
     fmt = await ctx.tool_format(target)
     m = target.local
     capabilities = ["completion"]
-    if fmt.accepts_tools:
+    if fmt.accepts_tools or fmt.template:  # the generic format serves the rest
         capabilities.append("tools")
     if "enable_thinking" in fmt.template or "<think>" in fmt.template:
         capabilities.append("thinking")
@@ -189,24 +191,23 @@ async def chat(body: OllamaChatRequest, request: Request):
         result = await _load_only(ctx, target, request, body.keep_alive)
         result["message"] = {"role": "assistant", "content": ""}
         return result
+    tools = checked_tools(body.tools)
     fmt = await ctx.tool_format(target)
-    tools = None
-    if body.tools:
-        if not fmt.accepts_tools:
-            raise bad(f"{target.model} does not support tools", "tools")
-        tools = [t.model_dump(exclude_none=True) for t in body.tools]
+    plan = plan_tools(fmt, tools, None, target.model)
+    messages, continue_final = with_tools(ollama_messages(body.messages, plan.fmt), plan)
     top = (body.top_logprobs or 0) if body.logprobs else 0
     command = Generate(
         new_id("ollama"),
         target.model,
-        messages=ollama_messages(body.messages, fmt),
+        messages=messages,
+        continue_final=continue_final,
         thinking=thinking_from_ollama(body.think),
         sampling=ollama_sampling(body.options, ctx.limits.max_tokens, top),
         decoder=DecoderSettings(target.decoder),
-        tools=tuple(tools or ()),
+        tools=plan.template_tools,
         context_limit=_num_ctx(ctx, body.options),
     )
-    return await _respond(ctx, request, command, target, fmt, tools, body, chat=True)
+    return await _respond(ctx, request, command, target, plan.fmt, plan.tools, body, chat=True)
 
 
 @router.post("/generate", summary="Complete a prompt (NDJSON stream unless stream=false)")

@@ -30,11 +30,13 @@ from engine.server.context import ApiContext, collect_finished, failure
 from engine.server.errors import ApiError, error_body
 from engine.server.params import (
     bad,
+    checked_tools,
     new_id,
     openai_messages,
     sampling,
     stop_strings,
     thinking_from_effort,
+    with_tools,
 )
 from engine.server.replies import (
     Delta,
@@ -46,6 +48,7 @@ from engine.server.replies import (
     whole_reply,
 )
 from engine.server.schemas import ChatCompletionRequest, CompletionRequest
+from engine.server.tools import plan_tools
 from engine.settings import DecoderSettings
 
 ERRORS: dict[int | str, dict] = {
@@ -125,12 +128,10 @@ def _model_card(entry) -> dict:
 async def chat_completions(body: ChatCompletionRequest, request: Request):
     ctx = _ctx(request)
     target = await ctx.target(body.model, body.decoder)
+    tools = checked_tools(body.tools)
     fmt = await ctx.tool_format(target)
-    tools = None
-    if body.tools and body.tool_choice != "none":
-        if not fmt.accepts_tools:
-            raise bad(f"{target.model}: its chat template does not support tools", "tools")
-        tools = [t.model_dump(exclude_none=True) for t in body.tools]
+    plan = plan_tools(fmt, tools, body.tool_choice, target.model)
+    messages, continue_final = with_tools(openai_messages(body.messages, plan.fmt), plan)
     if body.response_format is not None and body.response_format.type != "text":
         raise bad("response_format: only 'text' is supported", "response_format")
     top = (body.top_logprobs or 0) if body.logprobs else 0
@@ -141,14 +142,16 @@ async def chat_completions(body: ChatCompletionRequest, request: Request):
     command = Generate(
         rid,
         target.model,
-        messages=openai_messages(body.messages, fmt),
+        messages=messages,
+        continue_final=continue_final,
         thinking=thinking_from_effort(body.reasoning_effort, body.chat_template_kwargs),
         sampling=settings,
         decoder=DecoderSettings(target.decoder),
-        tools=tuple(tools or ()),
+        tools=plan.template_tools,
         context_limit=ctx.limits.context(),
     )
-    reply = ReplyAssembler(fmt, tools, settings.stop)
+    reply = ReplyAssembler(plan.fmt, plan.tools, settings.stop)
+    reply.prime(plan.prefix)
     head = {"id": rid, "created": int(time.time()), "model": target.served_as}
     run = ctx.bridge.open(command)
     if body.stream:

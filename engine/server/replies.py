@@ -62,6 +62,12 @@ class ReplyAssembler:
         self._reasoning = ""
         self.made_calls = False
 
+    def prime(self, text: str) -> None:
+        """Text the reply was made to start with (a call forced by tool_choice): read
+        as the start of a tool call, never shown."""
+        if self._splitter is not None and text:
+            self._splitter.feed(text)
+
     def _split(self, text: str, final: bool = False) -> tuple[str, list[ToolCall]]:
         if self._splitter is None:
             return text, []

@@ -285,8 +285,9 @@ def test_errors_are_4xx_with_api_style_bodies(oai, oll, server):
         oai.chat.completions.create(model="tiny-llama<decoder>nope", messages=HI)
     with pytest.raises(openai.BadRequestError, match="temperature"):
         oai.chat.completions.create(model="tiny-llama", messages=HI, temperature=5)
-    with pytest.raises(openai.BadRequestError, match="tools"):
-        oai.chat.completions.create(model="tiny-llama", messages=HI, tools=[WEATHER_TOOL])
+    bad_tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "list"}}}
+    with pytest.raises(openai.BadRequestError, match="tools.0.function.parameters"):
+        oai.chat.completions.create(model="tiny-llama", messages=HI, tools=[bad_tool])
     with pytest.raises(openai.BadRequestError, match="n"):
         oai.chat.completions.create(model="tiny-llama", messages=HI, n=2)
     with pytest.raises(openai.BadRequestError, match="messages"):

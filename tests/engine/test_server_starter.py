@@ -68,12 +68,26 @@ def test_openai_client_streaming_and_not_with_and_without_a_decoder(oai, answer)
         )
         assert "".join(c.choices[0].delta.content or "" for c in chunks) == answer
         assert chunks[-1].choices[0].finish_reason == "stop"
-    with pytest.raises(openai.BadRequestError, match="tools"):
-        oai.chat.completions.create(
-            model=MODEL,
-            messages=QUESTION,
-            tools=[{"type": "function", "function": {"name": "f", "parameters": {}}}],
-        )
+    # The starter's template has no tools: the generic tool format serves them, and a
+    # required call is begun for it, so the 135M model writes a call it can parse.
+    weather = {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "The weather in a city",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+        },
+    }
+    forced = oai.chat.completions.create(
+        model=MODEL,
+        messages=[{"role": "user", "content": "What is the weather in Paris?"}],
+        tools=[weather],
+        tool_choice="required",
+        max_tokens=40,
+        temperature=0,
+    )
+    (call,) = forced.choices[0].message.tool_calls
+    assert call.function.name == "get_weather" and forced.choices[0].finish_reason == "tool_calls"
 
 
 def test_ollama_client_streaming_and_not_with_and_without_a_decoder(oll, answer):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.tiny_models import llama_config, make_tiny_model, write_tokenizer
+from tests.tiny_models import CHATML, llama_config, make_tiny_model, write_tokenizer
 
 TOOL_CALL = '{"name":"get_weather","arguments":{"city":"Paris"}}'
 # A Qwen/Hermes-style template: tools in the system turn, calls as <tool_call>JSON.
@@ -25,17 +25,18 @@ TOOL_TEMPLATE = (
 )
 
 
-def make_tool_caller(path: Path) -> Path:
+def make_tool_caller(path: Path, template: str = TOOL_TEMPLATE) -> Path:
     """A llama whose every layer adds nothing and whose embeddings/lm_head form a
     chain, so after "assistant\\n" it says ``<tool_call>`` TOOL_CALL ``</tool_call>``
-    and stops: a real model folder that deterministically calls a tool."""
+    and stops: a real model folder that deterministically calls a tool. With a
+    ``template`` that has no tools it writes calls in the generic tool format."""
     import mlx.core as mx
     from mlx.utils import tree_flatten
     from mlx_lm.utils import _get_classes
     from tokenizers import Tokenizer
 
     path.mkdir(parents=True, exist_ok=True)
-    vocab = write_tokenizer(path, ("<tool_call>", "</tool_call>", TOOL_CALL), TOOL_TEMPLATE)
+    vocab = write_tokenizer(path, ("<tool_call>", "</tool_call>", TOOL_CALL), template)
     cfg = llama_config(vocab)
     (path / "config.json").write_text(json.dumps(cfg))
     model_cls, args_cls = _get_classes(cfg)
@@ -65,8 +66,9 @@ def make_tool_caller(path: Path) -> Path:
 @contextlib.contextmanager
 def tiny_library(root: Path) -> Iterator[Path]:
     """A model library (models dir, empty hub cache) holding tiny models:
-    ``tiny-llama``, ``tiny-thinker``, ``tiny-tools``, and ``tiny-mtp`` with a trained
-    decoder ``tiny-mtp-head`` that pairs with it."""
+    ``tiny-llama``, ``tiny-thinker``, ``tiny-tools``, ``tiny-caller`` (the same calls,
+    from a template without tools), and ``tiny-mtp`` with a trained decoder
+    ``tiny-mtp-head`` that pairs with it."""
     from tests.mtp_models import make_target, write_lookahead
 
     models = root / "models"
@@ -74,6 +76,7 @@ def tiny_library(root: Path) -> Iterator[Path]:
         make_tiny_model(models / "tiny-llama")
         make_tiny_model(models / "tiny-thinker", thinking=True)
         make_tool_caller(models / "tiny-tools")
+        make_tool_caller(models / "tiny-caller", CHATML)
         built = make_target(models / "tiny-mtp", "llama", mtp="none")
         write_lookahead(built, models / "tiny-mtp-head")
     with pytest.MonkeyPatch.context() as mp:
