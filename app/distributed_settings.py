@@ -31,8 +31,8 @@ from PySide6.QtWidgets import (
 )
 
 from app.app_settings import AppSettings, hostfile_path
-from app.download_manager import run_blocking
-from app.model_rows import ThemedIcon
+from app.tasks import run_blocking
+from app.widgets import ThemedIcon
 from engine.distributed import HostStatus, check_hosts
 
 log = logging.getLogger(__name__)

@@ -1,22 +1,19 @@
-"""Hub work off the GUI thread: model downloads (one thread per repo) and blocking calls.
+"""Model downloads off the GUI thread, one worker thread per repo.
 
 ``DownloadManager`` runs ``engine.hub.download_model`` on a plain worker thread per
 repo and re-emits what the worker reports as Qt signals *on the GUI thread*, so every
-widget can connect to it directly. ``run_blocking`` is the same idea for one-shot
-calls (search, library scans, delete): the function runs on a worker thread and its
-result or exception arrives on the GUI thread.
+widget can connect to it directly. One-shot calls use ``app.tasks.run_blocking``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from PySide6.QtCore import QCoreApplication, QObject, Signal
 
+from app.tasks import emit_from_worker
 from engine.hub import (
     CorruptDownload,
     DownloadCancelled,
@@ -66,12 +63,6 @@ def failure_message(exc: BaseException) -> str:
     if isinstance(exc, EngineError) and text:
         return text
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-def _emit(signal: Any, *args: Any) -> None:
-    """Emit from a worker thread, tolerating an owner deleted while the thread ran."""
-    with contextlib.suppress(RuntimeError):  # "Internal C++ object already deleted"
-        signal.emit(*args)
 
 
 class DownloadManager(QObject):
@@ -162,14 +153,14 @@ class DownloadManager(QObject):
         """Worker thread: the whole download, reporting through queued signals."""
 
         def progress(p: DownloadProgress) -> None:  # the worker thread, ~10 Hz
-            _emit(self._sig_worker_progress, repo_id, p)
+            emit_from_worker(self._sig_worker_progress, repo_id, p)
 
         try:
             result = self._download(repo_id, revision, on_progress=progress, cancel=cancel)
         except BaseException as e:  # every failure becomes a row message, never a crash
-            _emit(self._sig_worker_failed, repo_id, self._failure(repo_id, e))
+            emit_from_worker(self._sig_worker_failed, repo_id, self._failure(repo_id, e))
         else:
-            _emit(self._sig_worker_finished, repo_id, result)
+            emit_from_worker(self._sig_worker_finished, repo_id, result)
 
     @staticmethod
     def _failure(repo_id: str, exc: BaseException) -> DownloadFailure:
@@ -203,53 +194,3 @@ class DownloadManager(QObject):
         self._cancels.pop(repo_id, None)
         self._threads.pop(repo_id, None)
         self._latest.pop(repo_id, None)
-
-
-class BlockingCall(QObject):
-    """One blocking function on a worker thread; its outcome signalled on the GUI thread."""
-
-    sig_done = Signal(object)
-    """The function returned this value."""
-    sig_failed = Signal(object)
-    """The function raised this exception."""
-
-    def __init__(self, fn: Callable[[], Any], name: str) -> None:
-        # Owned by the application until it has reported: nothing else has to keep it.
-        super().__init__(QCoreApplication.instance())
-        self._fn = fn
-        self._name = name
-
-    def start(self) -> BlockingCall:
-        """Start the thread. Connect the caller's slots first: queued calls keep order, so
-        the caller hears the outcome before this object lets itself go."""
-        self.sig_done.connect(self._on_self_reported)
-        self.sig_failed.connect(self._on_self_reported)
-        threading.Thread(target=self._run, name=self._name, daemon=True).start()
-        return self
-
-    def _run(self) -> None:
-        """Worker thread."""
-        try:
-            value = self._fn()
-        except Exception as e:  # handed to the caller's slot, which shows it
-            _emit(self.sig_failed, e)
-        else:
-            _emit(self.sig_done, value)
-
-    def _on_self_reported(self, _value: object) -> None:
-        self.deleteLater()
-
-
-def run_blocking(
-    fn: Callable[[], Any],
-    on_done: Callable[[Any], None],
-    on_failed: Callable[[BaseException], None],
-    name: str = "hub-call",
-) -> BlockingCall:
-    """Call ``fn`` on a worker thread; ``on_done(value)`` or ``on_failed(exc)`` run on the
-    GUI thread. Call it from the GUI thread, and pass bound methods of QObjects: Qt drops
-    the call if the object is gone by then."""
-    call = BlockingCall(fn, name)
-    call.sig_done.connect(on_done)
-    call.sig_failed.connect(on_failed)
-    return call.start()

@@ -25,17 +25,10 @@ from PySide6.QtWidgets import (
 )
 
 from app import theme
-from app.download_manager import DownloadManager, run_blocking
-from app.model_rows import (
-    Badge,
-    DownloadAction,
-    ElidedLabel,
-    EmptyState,
-    ThemedIcon,
-    join_meta,
-    models_qss,
-)
-from app.widgets import IconButton
+from app.download_manager import DownloadManager
+from app.model_rows import DownloadAction, join_meta, models_qss
+from app.tasks import run_blocking
+from app.widgets import Badge, ElidedLabel, EmptyState, IconButton, ThemedIcon
 from engine.decoder_catalog import DecoderMatch
 from engine.hub import DownloadProgress, PendingDownload
 from engine.hub.progress import human_bytes

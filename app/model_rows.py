@@ -1,4 +1,4 @@
-"""Parts shared by the model browser's rows: badges, elided names, the download control.
+"""Parts shared by the model browser's rows: the meta line and the download control.
 
 ``DownloadAction`` is the Download button that turns into a progress bar (rate, ETA,
 cancel) and then into Resume or "In library"; search rows and unfinished-download rows
@@ -11,13 +11,11 @@ from __future__ import annotations
 from string import Template
 
 from PySide6.QtCore import QSize, Qt
-from PySide6.QtGui import QResizeEvent
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QProgressBar,
     QPushButton,
-    QSizePolicy,
     QStackedWidget,
     QVBoxLayout,
     QWidget,
@@ -71,101 +69,6 @@ def models_qss(pal: theme.Palette) -> str:
 def join_meta(parts: list[str]) -> str:
     """ "a · b · c", wrapping only between parts ("697.5 MB" never splits)."""
     return "\u00a0\u00a0\u00b7\u00a0 ".join(p.replace(" ", "\u00a0") for p in parts if p)
-
-
-class Badge(QLabel):
-    """A small coloured label: MTP, decoder, gated... (kinds are styled by MODELS_QSS)."""
-
-    def __init__(self, text: str, kind: str, tooltip: str = "", parent: QWidget | None = None):
-        super().__init__(text, parent)
-        self.setObjectName("Badge")
-        self.setToolTip(tooltip)
-        self.setSizePolicy(QSizePolicy.Policy.Maximum, QSizePolicy.Policy.Fixed)
-        theme.set_property(self, "kind", kind)
-
-
-class ElidedLabel(QLabel):
-    """A one-line label that shortens its text with "…" instead of growing the row."""
-
-    def __init__(self, text: str = "", parent: QWidget | None = None):
-        super().__init__(parent)
-        self._full = text
-        # Preferred, with a tiny minimum: as wide as the text when there is room.
-        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Preferred)
-        self.set_full_text(text)
-
-    def set_full_text(self, text: str) -> None:
-        self._full = text
-        self._elide()
-
-    def full_text(self) -> str:
-        return self._full
-
-    def sizeHint(self) -> QSize:  # noqa: N802 - Qt override
-        return QSize(
-            self.fontMetrics().horizontalAdvance(self._full) + 4, super().sizeHint().height()
-        )
-
-    def minimumSizeHint(self) -> QSize:  # noqa: N802 - Qt override
-        return QSize(40, super().minimumSizeHint().height())
-
-    def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 - Qt override
-        super().resizeEvent(event)
-        self._elide()
-
-    def _elide(self) -> None:
-        shown = self.fontMetrics().elidedText(self._full, Qt.TextElideMode.ElideRight, self.width())
-        super().setText(shown)
-
-
-class ThemedIcon(QLabel):
-    """An icon as a label, in a palette colour (``role``), re-tinted when the theme changes."""
-
-    def __init__(self, name: str, role: str, size: int = 16, parent: QWidget | None = None):
-        super().__init__(parent)
-        self._name, self._role, self._size = name, role, size
-        self.setFixedSize(size, size)
-        theme.manager().sig_changed.connect(self._on_theme_changed)
-        self._on_theme_changed(theme.current())
-
-    def set_icon(self, name: str) -> None:
-        self._name = name
-        self._on_theme_changed(theme.current())
-
-    def _on_theme_changed(self, pal: theme.Palette) -> None:
-        colour = getattr(pal, self._role)
-        self.setPixmap(theme.icon(self._name, colour, self._size).pixmap(self._size, self._size))
-
-
-class EmptyState(QWidget):
-    """A centred icon, a line of text and an optional button (empty lists, errors)."""
-
-    def __init__(self, icon_name: str, parent: QWidget | None = None):
-        super().__init__(parent)
-        self.icon = ThemedIcon(icon_name, "faint", 36, self)
-        self.text = QLabel(self)
-        self.text.setObjectName("ModelsEmpty")
-        self.text.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.text.setWordWrap(True)
-        self.text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.button = QPushButton(self)
-        self.button.setCursor(Qt.CursorShape.PointingHandCursor)
-        self.button.hide()
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(24, 24, 24, 24)
-        layout.setSpacing(10)
-        layout.addStretch(2)
-        layout.addWidget(self.icon, 0, Qt.AlignmentFlag.AlignHCenter)
-        layout.addWidget(self.text)
-        layout.addWidget(self.button, 0, Qt.AlignmentFlag.AlignHCenter)
-        layout.addStretch(3)
-
-    def show_text(self, text: str, icon_name: str | None = None, button: str = "") -> None:
-        if icon_name:
-            self.icon.set_icon(icon_name)
-        self.text.setText(text)
-        self.button.setText(button)
-        self.button.setVisible(bool(button))
 
 
 class DownloadAction(QWidget):

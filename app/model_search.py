@@ -20,16 +20,10 @@ from PySide6.QtWidgets import (
 )
 
 from app import theme
-from app.download_manager import DownloadManager, run_blocking
-from app.model_rows import (
-    Badge,
-    DownloadAction,
-    ElidedLabel,
-    EmptyState,
-    ThemedIcon,
-    join_meta,
-    models_qss,
-)
+from app.download_manager import DownloadManager
+from app.model_rows import DownloadAction, join_meta, models_qss
+from app.tasks import run_blocking
+from app.widgets import Badge, ElidedLabel, EmptyState, ThemedIcon
 from engine.hub import HubModel, PendingDownload, search_models
 from engine.hub.describe import human_count
 from engine.hub.progress import human_bytes

@@ -19,8 +19,8 @@ from PySide6.QtWidgets import (
 )
 
 from app import theme
-from app.model_rows import ElidedLabel, models_qss
-from app.widgets import CopyButton
+from app.model_rows import models_qss
+from app.widgets import CopyButton, ElidedLabel
 
 PAGE_QSS = Template("""
 #StatusDot { border-radius: 5px; background: $faint; }

@@ -35,11 +35,11 @@ from PySide6.QtWidgets import (
 from app import theme
 from app.app_settings import AppSettings
 from app.bridge import EngineBridge
-from app.download_manager import run_blocking
 from app.page_parts import Banner, Card, StatusLine, page_qss, page_title
 from app.serve_activity import RequestLog, RequestLogView
 from app.serve_runner import ApiRunner, is_loopback, lan_address, new_api_key, served_id
 from app.serve_snippets import ConnectPanel, ModelIdList
+from app.tasks import run_blocking
 from app.widgets import CopyButton, IconButton
 
 HOSTS = ("127.0.0.1", "0.0.0.0")

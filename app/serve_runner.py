@@ -18,7 +18,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from app.download_manager import run_blocking
+from app.tasks import run_blocking
 
 DECODER_TAG = "<decoder>"  # engine.server.DECODER_TAG, without importing the web stack
 HEALTH_MS = 1000  # how often a running server is checked for having died

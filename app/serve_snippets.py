@@ -20,9 +20,8 @@ from PySide6.QtWidgets import (
 )
 
 from app import theme
-from app.model_rows import ElidedLabel
 from app.page_parts import ValueRow
-from app.widgets import AutoHeightTextEdit, CopyButton
+from app.widgets import AutoHeightTextEdit, CopyButton, ElidedLabel
 
 KINDS = {"python": "OpenAI Python", "curl": "curl", "ollama": "Ollama"}
 PLACEHOLDER_MODEL = "MODEL"

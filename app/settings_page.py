@@ -27,8 +27,8 @@ from PySide6.QtWidgets import (
 
 from app import theme
 from app.app_settings import AppSettings, apply_theme_setting, settings_path
-from app.model_rows import ElidedLabel
 from app.page_parts import Card, page_qss, page_title
+from app.widgets import ElidedLabel
 from engine import paths
 
 THEME_LABELS = {"light": "Light", "dark": "Dark", "system": "System"}

@@ -29,7 +29,7 @@ SUGGESTIONS = (
 )
 
 
-class EmptyState(QWidget):
+class NewPaneWelcome(QWidget):
     """What a new pane shows: a title and prompts to start from."""
 
     sig_suggestion = Signal(str)
@@ -95,7 +95,7 @@ class TranscriptView(QScrollArea):
         self._layout = QVBoxLayout(self.body)
         self._layout.setContentsMargins(0, 12, 0, 12)
         self._layout.setSpacing(6)
-        self.empty = EmptyState(self.body)
+        self.empty = NewPaneWelcome(self.body)
         self.empty.sig_suggestion.connect(self.sig_suggestion)
         self._layout.addWidget(self.empty)
         self._layout.addStretch(1)
@@ -162,10 +162,6 @@ class TranscriptView(QScrollArea):
         self._widgets.append(widget)
         if message.role == "user":
             self._stick = True  # sending a prompt always brings the reply into view
-
-    def scroll_to_bottom(self) -> None:
-        bar = self.verticalScrollBar()
-        bar.setValue(bar.maximum())
 
     def _on_scrollbar_moved(self, value: int) -> None:
         bar = self.verticalScrollBar()

@@ -1,4 +1,5 @@
-"""Small shared widgets: tags, icon buttons, a copy button, an auto-height text box.
+"""Small shared widgets: tags and badges, icon buttons, a copy button, an auto-height
+text box, an eliding label, a themed icon and an empty-list state.
 
 GUI thread only.
 """
@@ -6,8 +7,17 @@ GUI thread only.
 from __future__ import annotations
 
 from PySide6.QtCore import QSize, Qt, QTimer
-from PySide6.QtGui import QGuiApplication
-from PySide6.QtWidgets import QFrame, QLabel, QSizePolicy, QTextEdit, QToolButton, QWidget
+from PySide6.QtGui import QGuiApplication, QResizeEvent
+from PySide6.QtWidgets import (
+    QFrame,
+    QLabel,
+    QPushButton,
+    QSizePolicy,
+    QTextEdit,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
 
 from app import theme
 
@@ -97,9 +107,96 @@ class AutoHeightTextEdit(QTextEdit):
         event.ignore()
 
 
-def hline(parent: QWidget | None = None) -> QFrame:
-    line = QFrame(parent)
-    line.setObjectName("HLine")
-    line.setFrameShape(QFrame.Shape.HLine)
-    line.setFixedHeight(1)
-    return line
+class Badge(QLabel):
+    """A small coloured label: MTP, decoder, gated... (kinds are styled by MODELS_QSS)."""
+
+    def __init__(self, text: str, kind: str, tooltip: str = "", parent: QWidget | None = None):
+        super().__init__(text, parent)
+        self.setObjectName("Badge")
+        self.setToolTip(tooltip)
+        self.setSizePolicy(QSizePolicy.Policy.Maximum, QSizePolicy.Policy.Fixed)
+        theme.set_property(self, "kind", kind)
+
+
+class ElidedLabel(QLabel):
+    """A one-line label that shortens its text with "…" instead of growing the row."""
+
+    def __init__(self, text: str = "", parent: QWidget | None = None):
+        super().__init__(parent)
+        self._full = text
+        # Preferred, with a tiny minimum: as wide as the text when there is room.
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Preferred)
+        self.set_full_text(text)
+
+    def set_full_text(self, text: str) -> None:
+        self._full = text
+        self._elide()
+
+    def full_text(self) -> str:
+        return self._full
+
+    def sizeHint(self) -> QSize:  # noqa: N802 - Qt override
+        return QSize(
+            self.fontMetrics().horizontalAdvance(self._full) + 4, super().sizeHint().height()
+        )
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 - Qt override
+        return QSize(40, super().minimumSizeHint().height())
+
+    def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 - Qt override
+        super().resizeEvent(event)
+        self._elide()
+
+    def _elide(self) -> None:
+        shown = self.fontMetrics().elidedText(self._full, Qt.TextElideMode.ElideRight, self.width())
+        super().setText(shown)
+
+
+class ThemedIcon(QLabel):
+    """An icon as a label, in a palette colour (``role``), re-tinted when the theme changes."""
+
+    def __init__(self, name: str, role: str, size: int = 16, parent: QWidget | None = None):
+        super().__init__(parent)
+        self._name, self._role, self._size = name, role, size
+        self.setFixedSize(size, size)
+        theme.manager().sig_changed.connect(self._on_theme_changed)
+        self._on_theme_changed(theme.current())
+
+    def set_icon(self, name: str) -> None:
+        self._name = name
+        self._on_theme_changed(theme.current())
+
+    def _on_theme_changed(self, pal: theme.Palette) -> None:
+        colour = getattr(pal, self._role)
+        self.setPixmap(theme.icon(self._name, colour, self._size).pixmap(self._size, self._size))
+
+
+class EmptyState(QWidget):
+    """A centred icon, a line of text and an optional button (empty lists, errors)."""
+
+    def __init__(self, icon_name: str, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.icon = ThemedIcon(icon_name, "faint", 36, self)
+        self.text = QLabel(self)
+        self.text.setObjectName("ModelsEmpty")
+        self.text.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.text.setWordWrap(True)
+        self.text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.button = QPushButton(self)
+        self.button.setCursor(Qt.CursorShape.PointingHandCursor)
+        self.button.hide()
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(24, 24, 24, 24)
+        layout.setSpacing(10)
+        layout.addStretch(2)
+        layout.addWidget(self.icon, 0, Qt.AlignmentFlag.AlignHCenter)
+        layout.addWidget(self.text)
+        layout.addWidget(self.button, 0, Qt.AlignmentFlag.AlignHCenter)
+        layout.addStretch(3)
+
+    def show_text(self, text: str, icon_name: str | None = None, button: str = "") -> None:
+        if icon_name:
+            self.icon.set_icon(icon_name)
+        self.text.setText(text)
+        self.button.setText(button)
+        self.button.setVisible(bool(button))
