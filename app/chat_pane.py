@@ -118,6 +118,10 @@ class ChatPane(QFrame):
         self.decoder_chip.clicked.connect(self._on_chip_clicked)
         self.live = QLabel(self.header)
         self.live.setObjectName("MessageMeta")
+        # Context used by the latest reply (prompt + generated) against the model's window.
+        self.context_meter = QLabel(self.header)
+        self.context_meter.setObjectName("MessageMeta")
+        self._context_length: int | None = None
         self.highlight_button = IconButton(
             "highlight", "Highlight accepted draft tokens", self.header
         )
@@ -137,6 +141,7 @@ class ChatPane(QFrame):
         hl.addWidget(self.model_picker, 1)
         hl.addWidget(self.decoder_chip)
         hl.addStretch(0)
+        hl.addWidget(self.context_meter)
         hl.addWidget(self.live)
         hl.addWidget(self.stop_button)
         hl.addWidget(self.highlight_button)
@@ -242,6 +247,7 @@ class ChatPane(QFrame):
         # In a narrow pane the model name matters more than the header's tok/s figure
         # (the metrics strip below shows it anyway).
         self.live.setVisible(event.size().width() >= 600)
+        self.context_meter.setVisible(event.size().width() >= 680)
 
     def _on_chip_clicked(self) -> None:
         # The chip is the quickest way to the decoder settings.
@@ -402,11 +408,14 @@ class ChatPane(QFrame):
         self.transcript.update_stats(stats)
         self.metrics.add_stats(stats)
         self.live.setText(f"{stats.generation_tps:.1f} tok/s")
+        self._show_context(stats.prompt_tokens + stats.generation_tokens)
 
     def _on_bridge_finished(self, rid: str, ev: Finished) -> None:
         if rid != self.request_id:
             return
         self.transcript.finish(ev)
+        if ev.stats is not None:
+            self._show_context(ev.stats.prompt_tokens + ev.stats.generation_tokens)
         self._show_metrics()
         self.metrics.finish(ev.stats)
         self._status = ""
@@ -431,6 +440,7 @@ class ChatPane(QFrame):
     def _on_bridge_model_loaded(self, rid: str, ev: ModelLoaded) -> None:
         if rid == self.request_id:
             self._status = "Reading the prompt\u2026"
+            self._context_length = ev.context_length
             if ev.decoder_note:
                 self.sig_notice.emit(f"{self.title}: {ev.decoder_note}")
             self._sync_view()
@@ -440,6 +450,18 @@ class ChatPane(QFrame):
             cached = f", {ev.cached} cached" if ev.cached else ""
             self._status = f"Reading the prompt \u00b7 {ev.processed}/{ev.total} tokens{cached}"
             self._sync_view()
+
+    def _show_context(self, used: int) -> None:
+        """'used / window ctx' in the header; the window once the engine has said it."""
+        if not used:
+            self.context_meter.setText("")
+            return
+        size = self._context_length
+        self.context_meter.setText(f"{used:,} / {size:,} ctx" if size else f"{used:,} ctx")
+        share = f" ({used / size:.0%} of the model's {size:,}-token window)" if size else ""
+        self.context_meter.setToolTip(f"Context: {used:,} tokens{share}, prompt and reply")
+        full = bool(size) and used >= 0.9 * size
+        theme.set_property(self.context_meter, "warn", full)
 
     # ------------------------------------------------------------ header
 

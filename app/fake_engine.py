@@ -59,6 +59,7 @@ Subscriber = Callable[[Event], None]
 _STOP = object()
 _ids = itertools.count(1)
 PROMPT_CACHE_SIZE = 8  # sequences the fake prompt cache remembers
+CONTEXT_LENGTH = 8192  # the window every fake model reports, like the starter's
 
 FAKE_MODELS = (
     ModelEntry(
@@ -205,7 +206,16 @@ class FakeEngineService:
             self._loaded.add(model)
         self._emit(
             ModelLoaded(
-                rid, model, f"fake/{model}", "llama", "float32", 135_000_000, 0.54, None, None
+                rid,
+                model,
+                f"fake/{model}",
+                "llama",
+                "float32",
+                135_000_000,
+                0.54,
+                None,
+                None,
+                CONTEXT_LENGTH,
             )
         )
 

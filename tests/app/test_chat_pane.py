@@ -29,6 +29,21 @@ def test_send_streams_and_finishes(qtbot, bridge, catalog, fake_service):
     assert command.messages[-1].content == "Write fizzbuzz"
 
 
+def test_header_shows_the_context_used_against_the_window(qtbot, bridge, catalog):
+    from app.fake_engine import CONTEXT_LENGTH
+
+    pane = make(qtbot, bridge, catalog)
+    assert pane.context_meter.text() == ""
+    pane.send("Write fizzbuzz")
+    qtbot.waitUntil(lambda: not pane.busy, timeout=10000)
+    stats = pane.transcript.last.stats
+    used = stats["prompt_tokens"] + stats["generation_tokens"]
+    assert used > 0
+    assert pane.context_meter.text() == f"{used:,} / {CONTEXT_LENGTH:,} ctx"
+    assert "window" in pane.context_meter.toolTip()
+    assert pane.context_meter.property("warn") is False
+
+
 def test_decoder_on_sends_decoder_settings_and_shows_acceptance(
     qtbot, bridge, catalog, fake_service
 ):
