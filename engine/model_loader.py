@@ -210,8 +210,3 @@ def _weight_dtype(model: nn.Module, config: dict) -> str:
                 return f"q{_bits_of(model, name)}"
             return str(p.dtype).removeprefix("mlx.core.")
     return "unknown"
-
-
-def device_summary(loaded: LoadedModel) -> dict[str, str]:
-    info = runtime_info()
-    return {"device": info.device, "blas": info.blas, "dtype": loaded.dtype, "kernel": info.kernel}

@@ -23,6 +23,7 @@ from pathlib import Path
 from engine.context_window import fit_prompt, model_context_length
 from engine.errors import EngineError
 from engine.events import (
+    TERMINAL_EVENTS,
     Cancel,
     Command,
     Event,
@@ -150,7 +151,7 @@ class EngineService:
             if event.request_id == rid:
                 inbox.put(event)
 
-        terminal: tuple[type, ...] = (Finished, Failed)
+        terminal: tuple[type, ...] = TERMINAL_EVENTS
         if isinstance(command, LoadModel):
             terminal = (ModelLoaded, Failed)
         elif isinstance(command, UnloadModel):

@@ -27,7 +27,6 @@ from engine.storage.records import (
     Conversation,
     ConversationSummary,
     DatabaseDamaged,
-    NotFound,
     RecoveryNotice,
     StorageError,
     StoredMessage,
@@ -323,12 +322,6 @@ class ConversationStore:
             q.touch(c, cid)
 
     # ------------------------------------------------------------ the tree
-
-    def set_active_leaf(self, conversation_id: int, message_id: int, pane: str = "") -> None:
-        with self._tx(write=True) as c:
-            if q.get_message(c, message_id).conversation_id != conversation_id:
-                raise NotFound(f"message {message_id} is not in conversation {conversation_id}")
-            q.set_leaf(c, conversation_id, pane, message_id)
 
     def active_leaf(self, conversation_id: int, pane: str = "") -> int | None:
         """The pane's leaf; a pane with none shows the conversation's (pane "")."""

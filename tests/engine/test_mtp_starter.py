@@ -14,6 +14,8 @@ from engine.events import ChatMessage, Finished, Generate
 from engine.service import EngineService
 from engine.settings import DecoderSettings, SamplingSettings
 
+pytestmark = pytest.mark.starter
+
 
 @pytest.fixture(scope="module")
 def head_dir(starter_model_dir, tmp_path_factory):

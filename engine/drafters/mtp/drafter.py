@@ -18,7 +18,9 @@ from mlx_lm.models.cache import CacheList
 
 from engine.drafters.mtp.head import HeadBundle, cache_nbytes
 
-PREFILL_CHUNK = 512
+# Prompt positions the head reads per step when it catches up on a prompt (the target's
+# own prefill steps are engine.generate.PREFILL_CHUNK, smaller so cancel lands fast).
+HEAD_PREFILL_CHUNK = 512
 
 
 @dataclass
@@ -80,8 +82,8 @@ class MTPDrafter:
         hidden = hidden[None] if hidden.ndim == 2 else hidden
         n, t = len(prompt_ids), hidden.shape[1]
         start = n - t
-        for lo in range(0, t - 1, PREFILL_CHUNK):
-            hi = min(lo + PREFILL_CHUNK, t - 1)
+        for lo in range(0, t - 1, HEAD_PREFILL_CHUNK):
+            hi = min(lo + HEAD_PREFILL_CHUNK, t - 1)
             tokens = mx.array(prompt_ids[start + lo + 1 : start + hi + 1])[None]
             self._run(hidden[:, lo:hi], tokens)
             mx.eval(self._state())
