@@ -6,7 +6,15 @@
 
 from __future__ import annotations
 
+import os
 import sys
+
+
+def headless() -> bool:
+    """Linux with no display to open windows on (a screenshot then renders offscreen)."""
+    return sys.platform.startswith("linux") and not (
+        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,12 +17,18 @@ from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
 
 from app import theme
-from app.app_settings import AppSettings, apply_theme_setting, follow_system_theme, hostfile_path
 from app.bridge import EngineBridge
-from app.catalog import ModelCatalog
-from app.first_run import default_starter
 from app.gui_thread_gc import collect_on_gui_thread
+from app.launcher import headless
+from app.library.catalog import ModelCatalog
+from app.library.first_run import default_starter
 from app.main_window import MainWindow
+from app.settings.app_settings import (
+    AppSettings,
+    apply_theme_setting,
+    follow_system_theme,
+    hostfile_path,
+)
 
 log = logging.getLogger(__name__)
 
@@ -49,17 +55,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def _headless() -> bool:
-    return sys.platform.startswith("linux") and not (
-        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
-    )
-
-
 def _make_engine(args: argparse.Namespace, settings: AppSettings):
     """The engine service, catalog, starter importer, the API's model catalog (None:
     the library) and a notice for the user, for these options and settings."""
     if args.fake_engine:
-        from app.fake_engine import FakeEngineService, fake_api_catalog, fake_catalog, fake_starter
+        from app.dev.fake_engine import (
+            FakeEngineService,
+            fake_api_catalog,
+            fake_catalog,
+            fake_starter,
+        )
 
         catalog = fake_catalog()
         starter = None
@@ -90,7 +95,7 @@ def _make_engine(args: argparse.Namespace, settings: AppSettings):
 def run_app(argv: list[str]) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    if args.screenshot and _headless():
+    if args.screenshot and headless():
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # a screenshot needs no screen
     app = QApplication.instance() or QApplication([sys.argv[0]])
     collect_on_gui_thread()
@@ -171,7 +176,3 @@ def _exec(app: QApplication) -> int:
     with loop:
         loop.run_until_complete(closed.wait())
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(run_app(sys.argv[1:]))

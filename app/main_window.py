@@ -29,17 +29,17 @@ from PySide6.QtWidgets import (
 )
 
 from app import theme
-from app.app_settings import AppSettings
 from app.bridge import EngineBridge
-from app.catalog import ModelCatalog
-from app.chat_pane import ChatPane
-from app.conversation_controller import ConversationController
-from app.first_run import FirstRunPage, StarterFn, StarterImport
-from app.inference_controls import set_defaults
-from app.models_page import ModelsPage
-from app.prompt_box import PromptBox
-from app.serve_page import ServePage
-from app.settings_page import SettingsPage
+from app.chat.inference_controls import set_defaults
+from app.chat.pane import ChatPane
+from app.chat.prompt_box import PromptBox
+from app.conversations.controller import ConversationController
+from app.library.catalog import ModelCatalog
+from app.library.first_run import FirstRunPage, StarterFn, StarterImport
+from app.library.models_page import ModelsPage
+from app.serve.page import ServePage
+from app.settings.app_settings import AppSettings
+from app.settings.page import SettingsPage
 from app.sidebar import Sidebar
 from app.widgets import IconButton
 from engine.settings import ModelSettings
@@ -470,7 +470,7 @@ class MainWindow(QMainWindow):
         self.new_chat_button.setIcon(theme.icon("new-chat", pal.text, 16))
         self.add_pane_button.setIcon(theme.icon("add-pane", pal.text, 16))
 
-    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt override
+    def closeEvent(self, event: QCloseEvent) -> None:
         self.stop_all()
         if self.controller is not None:
             self.controller.shutdown()  # a reply in progress is saved as cancelled
@@ -478,13 +478,3 @@ class MainWindow(QMainWindow):
             self.models_page.shutdown()  # downloads stop; their bytes stay for a resume
             self.serve_page.shutdown()  # open API streams end, the port is released
         super().closeEvent(event)
-
-
-def _demo(bridge, catalog) -> MainWindow:
-    return MainWindow(bridge, catalog)
-
-
-if __name__ == "__main__":
-    from app.demo import run_demo
-
-    run_demo(_demo)

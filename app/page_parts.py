@@ -19,7 +19,7 @@ from PySide6.QtWidgets import (
 )
 
 from app import theme
-from app.model_rows import models_qss
+from app.library.model_rows import models_qss
 from app.widgets import CopyButton, ElidedLabel
 
 PAGE_QSS = Template("""

@@ -19,8 +19,8 @@ from PySide6.QtWidgets import (
 )
 
 from app import theme
-from app.chat_styles import sidebar_qss
-from app.conversation_list import ConversationList
+from app.chat.styles import sidebar_qss
+from app.conversations.conversation_list import ConversationList
 from app.widgets import IconButton
 from engine.storage import ConversationStore
 
@@ -113,19 +113,3 @@ class Sidebar(QFrame):
         self.setStyleSheet(sidebar_qss(pal))
         for key, button in self._buttons.items():
             button.setIcon(theme.icon(self._icons[key], pal.muted, 18))
-
-
-def _demo(_bridge, _catalog) -> Sidebar:
-    """The sidebar over a demo store, with a notice shown."""
-    from app.conversation_list import demo_store
-
-    sidebar = Sidebar(demo_store())
-    sidebar.show_notice("Notices like a repaired database appear here until dismissed.")
-    sidebar.conversations.sig_open.connect(lambda cid: print("open", cid))
-    return sidebar
-
-
-if __name__ == "__main__":
-    from app.demo import run_demo
-
-    run_demo(_demo)

@@ -102,7 +102,7 @@ class AutoHeightTextEdit(QTextEdit):
         if height != self.height():
             self.setFixedHeight(height)
 
-    def wheelEvent(self, event) -> None:  # noqa: N802 - Qt override
+    def wheelEvent(self, event) -> None:
         # Never scroll inside: let the transcript scroll instead.
         event.ignore()
 
@@ -135,15 +135,15 @@ class ElidedLabel(QLabel):
     def full_text(self) -> str:
         return self._full
 
-    def sizeHint(self) -> QSize:  # noqa: N802 - Qt override
+    def sizeHint(self) -> QSize:
         return QSize(
             self.fontMetrics().horizontalAdvance(self._full) + 4, super().sizeHint().height()
         )
 
-    def minimumSizeHint(self) -> QSize:  # noqa: N802 - Qt override
+    def minimumSizeHint(self) -> QSize:
         return QSize(40, super().minimumSizeHint().height())
 
-    def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 - Qt override
+    def resizeEvent(self, event: QResizeEvent) -> None:
         super().resizeEvent(event)
         self._elide()
 

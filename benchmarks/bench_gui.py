@@ -38,9 +38,9 @@ from PySide6.QtWidgets import QApplication
 
 from app import theme
 from app.bridge import EngineBridge
-from app.catalog import ModelCatalog
-from app.first_run import default_starter
 from app.gui_thread_gc import collect_on_gui_thread
+from app.library.catalog import ModelCatalog
+from app.library.first_run import default_starter
 from app.main_window import MainWindow
 from engine.events import ChatMessage, Finished, Generate
 from engine.service import EngineService

@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import bundle_config  # noqa: E402
+import bundle_config
 
 ICONSET_SIZES = (16, 32, 128, 256, 512)  # each also at @2x
 

@@ -142,9 +142,9 @@ def test_modules_imported_by_name_are_collected(cfg):
         assert module.split(".")[0] in cfg.APP_PACKAGES
 
 
-# Developer-only code that may import excluded modules: the models page's demo hub
-# (`python -m app.models_page`) is built from the test helpers.
-DEV_ONLY_IMPORTS = {"app/models_page.py": {"pytest", "tests"}}
+# Developer-only code that may import excluded modules: the demo runner's --fake-hub
+# (`python -m app.dev.demo models_page --fake-hub`) is built from the test helpers.
+DEV_ONLY_IMPORTS = {"app/dev/demo.py": {"tests"}}
 
 
 def test_nothing_excluded_is_needed(cfg):

@@ -194,7 +194,7 @@ def check_free_disk(where: Path, needed: int) -> None:
         )
 
 
-class repo_lock:  # noqa: N801 - used as a context manager, reads like one
+class repo_lock:
     """An exclusive lock on one repo folder across processes (download, delete)."""
 
     def __init__(self, repo_id: str) -> None:

@@ -1,6 +1,6 @@
 import json
 
-from app.catalog import ModelCatalog
+from app.library.catalog import ModelCatalog
 from engine import paths
 
 

@@ -1,4 +1,4 @@
-from app.chat_pane import ChatPane
+from app.chat.pane import ChatPane
 from engine.events import Generate
 
 
@@ -30,7 +30,7 @@ def test_send_streams_and_finishes(qtbot, bridge, catalog, fake_service):
 
 
 def test_header_shows_the_context_used_against_the_window(qtbot, bridge, catalog):
-    from app.fake_engine import CONTEXT_LENGTH
+    from app.dev.fake_engine import CONTEXT_LENGTH
 
     pane = make(qtbot, bridge, catalog)
     assert pane.context_meter.text() == ""
@@ -85,7 +85,7 @@ def test_invalid_settings_fail_without_reaching_the_engine(
     qtbot, bridge, catalog, fake_service, monkeypatch
 ):
     pane = make(qtbot, bridge, catalog)
-    from app.inference_controls import PaneSettings
+    from app.chat.inference_controls import PaneSettings
     from engine.settings import SamplingSettings
 
     monkeypatch.setattr(

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 
-from app.conversation_list import SUBTITLE_ROLE
-from app.fake_script import ANSWER, render_prompt
+from app.conversations.conversation_list import SUBTITLE_ROLE
+from app.dev.fake_script import ANSWER, render_prompt
 from app.main_window import MainWindow
 from engine.paths import database_path
 from engine.storage import ConversationStore
@@ -241,7 +241,7 @@ def test_clone_into_a_new_pane_copies_thread_and_settings(qtbot, bridge, catalog
 
 
 def test_models_section_switches_pages_and_refreshes_pickers(qtbot, bridge, catalog, monkeypatch):
-    from app.models_page import ModelsPage
+    from app.library.models_page import ModelsPage
 
     monkeypatch.setattr(ModelsPage, "start", lambda self: None)  # no hub traffic in tests
     win = make_window(qtbot, bridge, catalog)
@@ -252,7 +252,7 @@ def test_models_section_switches_pages_and_refreshes_pickers(qtbot, bridge, cata
     assert win.models_page.isVisible() and not win.add_pane_button.isVisible()
     assert win.minimumSizeHint().width() < 1100  # the page scrolls rather than widens
     # A download finished: the pickers learn the new model, the page stays.
-    from app.catalog import ModelEntry
+    from app.library.catalog import ModelEntry
 
     catalog.entries.append(ModelEntry("new-model", "New model", "fake/new-model"))
     win.models_page.sig_library_changed.emit()

@@ -1,6 +1,6 @@
 import queue
 
-from app.fake_engine import FakeEngineService
+from app.dev.fake_engine import FakeEngineService
 from engine.events import (
     ChatMessage,
     DecoderSettings,

@@ -1,5 +1,5 @@
-from app.fake_engine import FAKE_MODELS
-from app.inference_controls import InferenceControls, PaneSettings
+from app.chat.inference_controls import InferenceControls, PaneSettings
+from app.dev.fake_engine import FAKE_MODELS
 from engine.settings import SamplingSettings
 
 SMOL, QWEN = FAKE_MODELS

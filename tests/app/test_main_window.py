@@ -1,4 +1,4 @@
-from app.fake_engine import fake_starter
+from app.dev.fake_engine import fake_starter
 from app.main_window import MainWindow
 
 

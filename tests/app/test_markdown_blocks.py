@@ -1,4 +1,4 @@
-from app.markdown_blocks import hard_breaks, highlighted_html, split_blocks
+from app.chat.markdown_blocks import hard_breaks, highlighted_html, split_blocks
 
 
 def test_prose_and_code_blocks_with_offsets():

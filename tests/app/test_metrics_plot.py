@@ -1,4 +1,4 @@
-from app.metrics_plot import MetricsStrip
+from app.chat.metrics_plot import MetricsStrip
 from engine.events import GenerationStats
 
 
@@ -77,7 +77,7 @@ def test_closing_stats_do_not_draw_a_false_drop(qtbot, themed):
 
 
 def test_axes_move_in_round_steps():
-    from app.metrics_plot import nice_ceiling
+    from app.chat.metrics_plot import nice_ceiling
 
     assert [nice_ceiling(v) for v in (0.3, 1.0, 1.01, 2.4, 3, 11, 26, 101)] == [
         0.5,

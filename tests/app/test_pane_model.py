@@ -1,4 +1,4 @@
-from app.pane_model import Message, PaneTranscript
+from app.chat.pane_model import Message, PaneTranscript
 from engine.events import Alternative, Finished, GenerationStats, TokenEvent
 
 

@@ -1,6 +1,6 @@
 from PySide6.QtCore import Qt
 
-from app.prompt_box import PromptBox
+from app.chat.prompt_box import PromptBox
 
 
 def make(qtbot, panes=2):

@@ -7,10 +7,10 @@ import socket
 import httpx
 import pytest
 
-from app.app_settings import AppSettings
-from app.fake_engine import fake_api_catalog
-from app.serve_page import ServePage
-from app.serve_runner import friendly_error, is_loopback
+from app.dev.fake_engine import fake_api_catalog
+from app.serve.page import ServePage
+from app.serve.runner import friendly_error, is_loopback
+from app.settings.app_settings import AppSettings
 
 START_TIMEOUT_MS = 30000
 CHAT = {"messages": [{"role": "user", "content": "Hello"}], "max_tokens": 20}
@@ -251,7 +251,8 @@ def test_friendly_errors():
 
 
 def test_defaults_match_the_engine_server():
-    from app import app_settings, serve_runner
+    from app.serve import runner as serve_runner
+    from app.settings import app_settings
     from engine import server
 
     assert app_settings.DEFAULT_HOST == server.DEFAULT_HOST

@@ -8,9 +8,9 @@ import pytest
 from PySide6.QtGui import QDesktopServices
 
 from app import theme
-from app.app_settings import AppSettings, hostfile_path, resolve_theme, settings_path
-from app.distributed_settings import HostResult
-from app.settings_page import SettingsPage
+from app.settings.app_settings import AppSettings, hostfile_path, resolve_theme, settings_path
+from app.settings.distributed import HostResult
+from app.settings.page import SettingsPage
 from engine import paths
 from engine.distributed import HostStatus
 
@@ -18,7 +18,7 @@ from engine.distributed import HostStatus
 @pytest.fixture(autouse=True)
 def _pane_defaults():
     """Pane defaults are process-wide: leave them as found for the tests after these."""
-    from app import inference_controls
+    from app.chat import inference_controls
 
     before = inference_controls.defaults()
     yield
@@ -148,7 +148,7 @@ def test_hosts_are_saved_as_a_hostfile_and_read_back(qtbot, themed):
 
 
 def test_test_connection_shows_each_host(qtbot, themed, monkeypatch):
-    import app.distributed_settings as ds
+    import app.settings.distributed as ds
 
     answers = [
         HostStatus("127.0.0.1", True, "0.1.0", 64.0, "ok: lookahead 0.1.0, mlx 0.29, 64 GB"),

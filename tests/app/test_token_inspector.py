@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 from PySide6.QtCore import Qt
 
-from app.fake_script import ANSWER, THINK_CLOSE
+from app.dev.fake_script import ANSWER, THINK_CLOSE
 from app.main_window import MainWindow
-from app.token_inspector import TokenInspector, as_record
-from app.token_text import describe
+from app.chat.token_inspector import TokenInspector, as_record
+from app.chat.token_text import describe
 from engine.events import Alternative, TokenEvent
 from engine.storage import TokenRecord as StoredToken
 
@@ -97,7 +97,7 @@ def test_any_token_shape_can_be_inspected(qtbot, themed):
     assert as_record(event) == as_record(stored) == as_record(as_record(event))
     inspector = TokenInspector()
     qtbot.addWidget(inspector)
-    from app.pane_model import Message
+    from app.chat.pane_model import Message
 
     inspector.show_token(Message("assistant", " yes", tokens=[as_record(event)]), 0)
     assert [r.isHidden() for r in inspector.rows[:3]] == [False, False, True]
@@ -234,7 +234,7 @@ def test_replay_on_the_real_engine_continues_from_the_alternative(qtbot, themed,
     the new version starts with the kept tokens and that alternative, and the engine
     reports the prefix as cached prompt tokens."""
     from app.bridge import EngineBridge
-    from app.catalog import ModelCatalog
+    from app.library.catalog import ModelCatalog
     from engine.service import EngineService
     from engine.starter import ensure_starter_model, find_starter_gguf
 

@@ -1,10 +1,10 @@
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication, QLabel
 
-from app.message_widgets import CodeBlock
-from app.pane_model import PaneTranscript
-from app.prose_widgets import ProseLabel, StreamingProse
-from app.transcript_view import TranscriptView
+from app.chat.message_widgets import CodeBlock
+from app.chat.pane_model import PaneTranscript
+from app.chat.prose_widgets import ProseLabel, StreamingProse
+from app.chat.transcript_view import TranscriptView
 from engine.events import Alternative, Finished, GenerationStats, TokenEvent
 
 

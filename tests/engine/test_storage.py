@@ -548,7 +548,7 @@ def test_store_is_shared_between_threads(store: ConversationStore):
             for i in range(20):
                 store.add_message(c.id, "user", f"{n}-{i}", parent_id=None, make_active=False)
                 store.list_conversations("x")
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
