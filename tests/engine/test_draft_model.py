@@ -10,7 +10,6 @@ import pytest
 
 from engine.events import Failed, Finished, Generate
 from engine.generate import Generation
-from engine.service import EngineService
 from engine.settings import DecoderSettings, SamplingSettings
 from tests.tiny_models import make_tiny_model
 
@@ -32,13 +31,6 @@ def models(tmp_path_factory):
         "twin": str(twin),
         "foreign": str(small_vocab),
     }
-
-
-@pytest.fixture(scope="module")
-def service():
-    svc = EngineService().start()
-    yield svc
-    svc.close()
 
 
 def generate(service, model, rid, prompt, decoder="none", k=None, sampling=None):

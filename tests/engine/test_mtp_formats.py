@@ -22,7 +22,6 @@ from engine.errors import DecoderError
 from engine.events import Failed, Finished, Generate, TokenEvent
 from engine.generate import Generation
 from engine.model_loader import load_model
-from engine.service import EngineService
 from engine.settings import DecoderSettings, SamplingSettings
 from engine.target import split_model
 from tests.mtp_models import (
@@ -46,13 +45,6 @@ def built(root):
     out.update({f: make_target(root / f, f) for f in ("qwen3_5_moe", "qwen3_next", "mimo")})
     out["llama"] = make_target(root / "llama", "llama")
     return out
-
-
-@pytest.fixture(scope="module")
-def service():
-    svc = EngineService().start()
-    yield svc
-    svc.close()
 
 
 def loaded_of(b):

@@ -7,7 +7,6 @@ from __future__ import annotations
 import pytest
 
 from engine.events import Finished, Generate
-from engine.service import EngineService
 from engine.settings import DecoderSettings, SamplingSettings
 from tests.mtp_models import (
     FAMILIES,
@@ -21,13 +20,6 @@ from tests.mtp_models import (
 PROMPTS = ("Hello world, the", "def f(x):\n    return")
 LAYER_SCALE: dict[str, float] = {}
 COUNTS: dict[str, tuple[int, int]] = {}
-
-
-@pytest.fixture(scope="module")
-def service():
-    svc = EngineService().start()
-    yield svc
-    svc.close()
 
 
 @pytest.fixture(scope="module")

@@ -11,18 +11,10 @@ import pytest
 
 from engine import native
 from engine.events import ChatMessage, Finished, Generate
-from engine.service import EngineService
 from engine.settings import DecoderSettings, ModelSettings, SamplingSettings
 
 pytestmark = pytest.mark.starter
 QUESTION = "What is the capital of France?"
-
-
-@pytest.fixture(scope="module")
-def service():
-    svc = EngineService().start()
-    yield svc
-    svc.close()
 
 
 def ask(service, model, rid, question=QUESTION, n=40, **kw) -> Finished:
