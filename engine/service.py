@@ -10,47 +10,32 @@ The CLI, the HTTP server and the desktop app all drive this same class.
 
 from __future__ import annotations
 
-import itertools
 import logging
-import queue
 import threading
-import traceback
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
+from engine.command_loop import CommandLoop, new_request_id
 from engine.context_window import fit_prompt, model_context_length
 from engine.errors import EngineError
 from engine.events import (
-    TERMINAL_EVENTS,
-    Cancel,
     Command,
-    Event,
     Failed,
-    Finished,
     Generate,
-    GenerationStats,
     LoadModel,
     LoadProgress,
     ModelLoaded,
     Unloaded,
     UnloadModel,
 )
-from engine.settings import SettingsError
 
 log = logging.getLogger(__name__)
 
-Subscriber = Callable[[Event], None]
-_STOP = object()
-_ids = itertools.count(1)
+__all__ = ["EngineService", "new_request_id"]
 
 
-def new_request_id(prefix: str = "req") -> str:
-    return f"{prefix}-{next(_ids)}"
-
-
-class EngineService:
+class EngineService(CommandLoop):
     def __init__(
         self,
         max_loaded_models: int = 2,
@@ -66,33 +51,12 @@ class EngineService:
         self.prompt_cache_disk = DiskPromptCache(
             prompt_cache_dir, prompt_cache_max_bytes or DEFAULT_MAX_BYTES, enabled=cache_prompts
         )
-        self._commands: queue.Queue = queue.Queue()
-        self._subscribers: list[Subscriber] = []
-        self._lock = threading.Lock()
-        self._cancel_events: dict[str, threading.Event] = {}
-        self._thread: threading.Thread | None = None
-        self._stopped = threading.Event()
+        super().__init__()
         # Engine-thread state.
         self._models: OrderedDict[str, object] = OrderedDict()
         self._cache_store = None
 
     # ------------------------------------------------------------ any thread
-
-    def start(self) -> EngineService:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="lookahead-engine", daemon=True)
-            self._thread.start()
-        return self
-
-    def close(self, timeout: float = 10.0) -> None:
-        """Cancel everything and stop the thread."""
-        with self._lock:
-            for ev in self._cancel_events.values():
-                ev.set()
-        if self._thread is not None:
-            self._commands.put(_STOP)
-            self._stopped.wait(timeout)
-            self._thread = None
 
     @property
     def cache_prompts(self) -> bool:
@@ -104,133 +68,26 @@ class EngineService:
         request sees it)."""
         self.prompt_cache_disk.enabled = bool(enabled)
 
-    @property
-    def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive() and not self._stopped.is_set()
-
-    def subscribe(self, callback: Subscriber) -> Callable[[], None]:
-        """Call ``callback(event)`` on the engine thread for every event; returns an
-        unsubscribe function. Callbacks must be quick and must not raise."""
-        with self._lock:
-            self._subscribers.append(callback)
-
-        def unsubscribe() -> None:
-            with self._lock:
-                if callback in self._subscribers:
-                    self._subscribers.remove(callback)
-
-        return unsubscribe
-
-    def submit(self, command: Command) -> str:
-        """Queue a command; returns its request id."""
-        if isinstance(command, Cancel):
-            self.cancel(command.request_id)
-            return command.request_id
-        with self._lock:
-            self._cancel_events[command.request_id] = threading.Event()
-        self._commands.put(command)
-        return command.request_id
-
-    def cancel(self, request_id: str) -> None:
-        """Stop a request: a running one ends at its next step with reason
-        'cancelled', a queued one never starts."""
-        with self._lock:
-            ev = self._cancel_events.get(request_id)
-        if ev is not None:
-            ev.set()
-
-    def stream(self, command: Generate | LoadModel | UnloadModel) -> Iterator[Event]:
-        """Submit and yield this request's events until its last one (any thread).
-
-        Closing the iterator early (a client that went away) cancels the request.
-        """
-        inbox: queue.SimpleQueue = queue.SimpleQueue()
-        rid = command.request_id
-
-        def on_event(event: Event) -> None:
-            if event.request_id == rid:
-                inbox.put(event)
-
-        terminal: tuple[type, ...] = TERMINAL_EVENTS
-        if isinstance(command, LoadModel):
-            terminal = (ModelLoaded, Failed)
-        elif isinstance(command, UnloadModel):
-            terminal = (Unloaded, Failed)
-        unsubscribe = self.subscribe(on_event)
-        finished = False
-        try:
-            self.submit(command)
-            while True:
-                event = inbox.get()
-                yield event
-                if isinstance(event, terminal):
-                    finished = True
-                    return
-        finally:
-            unsubscribe()
-            if not finished:
-                self.cancel(rid)
-
-    def run(self, command: Generate | LoadModel | UnloadModel) -> Event:
-        """Submit and wait for the final event; raises EngineError on failure."""
-        last = None
-        for event in self.stream(command):
-            last = event
-        if isinstance(last, Failed):
-            raise EngineError(last.message)
-        return last
-
     # ------------------------------------------------------------ engine thread
 
-    def _emit(self, event: Event) -> None:
-        with self._lock:
-            subscribers = list(self._subscribers)
-        for callback in subscribers:
-            try:
-                callback(event)
-            except Exception:  # a broken subscriber must not take the engine down
-                log.exception("event subscriber failed")
+    def on_start(self) -> str | None:
+        from engine.kv_cache import PromptCacheStore
 
-    def _run(self) -> None:
-        broken = None  # set when the engine cannot start: every command then fails with it
-        try:
-            from engine.kv_cache import PromptCacheStore
+        self._cache_store = PromptCacheStore(disk=self.prompt_cache_disk)
+        return None
 
-            self._cache_store = PromptCacheStore(disk=self.prompt_cache_disk)
-        except Exception as e:
-            log.error("engine failed to start:\n%s", traceback.format_exc())
-            broken = f"the engine could not start: {type(e).__name__}: {e}"
-        while True:
-            command = self._commands.get()
-            if command is _STOP:
-                self._park()
-                return
-            rid = command.request_id
-            with self._lock:
-                cancel = self._cancel_events.get(rid) or threading.Event()
-            try:
-                if broken is not None:
-                    self._emit(Failed(rid, broken))
-                elif cancel.is_set():
-                    self._emit(_cancelled_before_start(rid))
-                elif isinstance(command, Generate):
-                    self._generate(command, cancel)
-                elif isinstance(command, LoadModel):
-                    self._load_command(command)
-                elif isinstance(command, UnloadModel):
-                    self._unload(command)
-                else:
-                    self._emit(Failed(rid, f"unknown command {type(command).__name__}"))
-            except (EngineError, SettingsError) as e:
-                self._emit(Failed(rid, str(e)))
-            except MemoryError:
-                self._emit(Failed(rid, "out of memory; try a smaller model or fewer tokens"))
-            except Exception as e:
-                log.error("command %s failed:\n%s", rid, traceback.format_exc())
-                self._emit(Failed(rid, f"internal error: {type(e).__name__}: {e}"))
-            finally:
-                with self._lock:
-                    self._cancel_events.pop(rid, None)
+    def handle(self, command: Command, cancel: threading.Event) -> None:
+        if isinstance(command, Generate):
+            self._generate(command, cancel)
+        elif isinstance(command, LoadModel):
+            self._load_command(command)
+        elif isinstance(command, UnloadModel):
+            self._unload(command)
+        else:
+            self._emit(Failed(command.request_id, f"unknown command {type(command).__name__}"))
+
+    def on_stop(self) -> None:
+        self._park()
 
     def _park(self) -> None:
         """Release everything, then never return.
@@ -374,7 +231,3 @@ class EngineService:
         return loaded.chat.render(
             command.messages, command.thinking, command.continue_final, command.tools
         )
-
-
-def _cancelled_before_start(rid: str) -> Finished:
-    return Finished(rid, "cancelled", "", "", GenerationStats(finish_reason="cancelled"))

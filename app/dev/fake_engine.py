@@ -1,7 +1,8 @@
 """A scripted stand-in for engine.service.EngineService, for widget demos and tests.
 
-Same API (start / subscribe / submit / cancel / close), same events, no MLX. One
-worker thread runs requests one at a time, like the real service, and streams
+Same machinery as the real service (engine.command_loop.CommandLoop: start / subscribe
+/ submit / cancel / stream / close), same events, no MLX. One worker thread runs
+requests one at a time, like the real service, and streams
 plausible tokens (thinking text, markdown, a code block, drafted/accepted flags,
 top-10 alternatives) at ``tokens_per_second``. Subscribers are called on that thread.
 
@@ -14,16 +15,12 @@ a prompt cache reports how many prompt tokens an earlier request already compute
 
 from __future__ import annotations
 
-import itertools
 import math
-import queue
 import random
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import replace
 
-from app.library.catalog import ModelCatalog, ModelEntry
 from app.dev.fake_script import (
     END_MARK,
     ROLE_MARKS,
@@ -36,11 +33,13 @@ from app.dev.fake_script import (
     render_prompt,
     script_after,
 )
+from app.library.catalog import ModelCatalog, ModelEntry
+from engine.command_loop import CommandLoop
 from engine.decoder_catalog import LOOKUP, DecoderChoice
+from engine.errors import EngineError
 from engine.events import (
     Alternative,
-    Cancel,
-    Event,
+    Command,
     Failed,
     Finished,
     Generate,
@@ -55,9 +54,6 @@ from engine.events import (
     UnloadModel,
 )
 
-Subscriber = Callable[[Event], None]
-_STOP = object()
-_ids = itertools.count(1)
 PROMPT_CACHE_SIZE = 8  # sequences the fake prompt cache remembers
 CONTEXT_LENGTH = 8192  # the window every fake model reports, like the starter's
 
@@ -103,7 +99,7 @@ def fake_catalog() -> ModelCatalog:
     return _Fake(list(FAKE_MODELS))
 
 
-class FakeEngineService:
+class FakeEngineService(CommandLoop):
     """Scripted engine. ``tokens_per_second`` is the speed without a drafter."""
 
     def __init__(
@@ -113,92 +109,43 @@ class FakeEngineService:
         acceptance: float = 0.72,
         seed: int = 0,
     ):
+        super().__init__()
         self.tokens_per_second = tokens_per_second
         self.load_seconds = load_seconds
         self.acceptance = acceptance
         self._rng = random.Random(seed)
         self._prompt_cache: list[tuple[int, ...]] = []  # engine thread only
-        self._commands: queue.Queue = queue.Queue()
-        self._subscribers: list[Subscriber] = []
-        self._lock = threading.Lock()
-        self._cancelled: set[str] = set()
         self._loaded: set[str] = set()
-        self._thread: threading.Thread | None = None
         self.submitted: list[Generate | LoadModel | UnloadModel] = []  # for tests
         self.cache_prompts = False  # EngineService's switch; the fake keeps nothing on disk
 
-    # ------------------------------------------------------------ public API (any thread)
+    thread_name = "fake-engine"
 
-    def start(self) -> FakeEngineService:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="fake-engine", daemon=True)
-            self._thread.start()
-        return self
-
-    @property
-    def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def close(self, timeout: float = 5.0) -> None:
-        if self._thread is not None:
-            with self._lock:
-                self._cancelled.update(_pending_ids(self._commands))
-            self._commands.put(_STOP)
-            self._thread.join(timeout)
-            self._thread = None
-
-    def subscribe(self, callback: Subscriber) -> Callable[[], None]:
-        with self._lock:
-            self._subscribers.append(callback)
-
-        def unsubscribe() -> None:
-            with self._lock:
-                if callback in self._subscribers:
-                    self._subscribers.remove(callback)
-
-        return unsubscribe
-
-    def submit(self, command) -> str:
-        if isinstance(command, Cancel):
-            self.cancel(command.request_id)
-            return command.request_id
-        self.submitted.append(command)
-        self._commands.put(command)
-        return command.request_id
-
-    def cancel(self, request_id: str) -> None:
-        with self._lock:
-            self._cancelled.add(request_id)
+    def submit(self, command: Command) -> str:
+        if isinstance(command, (Generate, LoadModel, UnloadModel)):
+            self.submitted.append(command)
+        return super().submit(command)
 
     # ------------------------------------------------------------ engine thread
 
-    def _emit(self, event: Event) -> None:
-        with self._lock:
-            subscribers = list(self._subscribers)
-        for callback in subscribers:
-            callback(event)
-
-    def _is_cancelled(self, rid: str) -> bool:
-        with self._lock:
-            return rid in self._cancelled
-
-    def _run(self) -> None:
-        while (command := self._commands.get()) is not _STOP:
-            rid = command.request_id
-            try:
-                if isinstance(command, UnloadModel):
-                    self._loaded.clear()
-                    self._emit(Unloaded(rid, (command.model,)))
-                elif self._is_cancelled(rid):
-                    self._emit(Finished(rid, "cancelled", "", "", GenerationStats()))
-                elif isinstance(command, LoadModel):
-                    self._load(rid, command.model)
-                else:
-                    self._generate(command)
-            except Exception as e:  # mirrors the real service: the thread stays alive
-                self._emit(Failed(rid, f"internal error: {e}"))
+    def handle(self, command: Command, cancel: threading.Event) -> None:
+        if isinstance(command, UnloadModel):
+            self._loaded.clear()
+            self._emit(Unloaded(command.request_id, (command.model,)))
+        elif isinstance(command, LoadModel):
+            self._load(command.request_id, command.model)
+        elif isinstance(command, Generate):
+            self._generate(command, cancel)
+        else:
+            self._emit(Failed(command.request_id, f"unknown command {type(command).__name__}"))
 
     def _load(self, rid: str, model: str) -> None:
+        if model not in {m.id for m in FAKE_MODELS}:
+            raise EngineError(
+                f"no local model called {model!r} (the fake engine has "
+                + ", ".join(m.id for m in FAKE_MODELS)
+                + ")"
+            )
         if model not in self._loaded:
             for stage, f in (("resolving", 0.05), ("reading weights", 0.5), ("ready", 1.0)):
                 time.sleep(self.load_seconds / 3)
@@ -219,7 +166,7 @@ class FakeEngineService:
             )
         )
 
-    def _generate(self, cmd: Generate) -> None:
+    def _generate(self, cmd: Generate, cancel: threading.Event) -> None:
         rid = cmd.request_id
         ids = render_prompt(cmd)
         # Scripted behaviour follows the newest user message only.
@@ -250,7 +197,7 @@ class FakeEngineService:
         reason = "stop"
         i = 0
         while i < len(pieces):
-            if self._is_cancelled(rid):
+            if cancel.is_set():
                 reason = "cancelled"
                 break
             # One verify round: k drafts of which a prefix is accepted, plus one more.
@@ -399,15 +346,6 @@ def fake_api_catalog():
         LocalModel("SmolLM2-135M-MTP", Path("fake/SmolLM2-135M-MTP"), "path", "llama_mtp", True)
     )
     return ModelCatalog(source=lambda: list(models))
-
-
-def _pending_ids(q: queue.Queue) -> list[str]:
-    with q.mutex:
-        return [c.request_id for c in q.queue if c is not _STOP]
-
-
-def new_request_id(prefix: str = "pane") -> str:
-    return f"{prefix}-{next(_ids)}"
 
 
 def fake_starter(catalog: ModelCatalog, seconds: float = 2.0, fail: bool = False):
