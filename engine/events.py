@@ -7,6 +7,7 @@ All are frozen dataclasses of plain Python values (never mx.array), so any threa
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -137,6 +138,52 @@ class TokenEvent(Event):
         d = super().to_dict()
         d["top"] = [[a.id, a.text, a.prob] for a in self.top]
         return d
+
+
+@dataclass(frozen=True)
+class TokenRecord:
+    """One generated token as it is kept: a ``TokenEvent`` without its request, with
+    its position in the message. The one token shape of storage, the pane's transcript
+    and the token inspector."""
+
+    index: int  # position in the message, from 0
+    id: int
+    text: str
+    logprob: float
+    entropy: float
+    channel: str = "answer"  # "answer" | "thinking"
+    drafted: bool = False
+    accepted: bool = False
+    top: tuple[Alternative, ...] = ()
+
+    @property
+    def prob(self) -> float:
+        return math.exp(self.logprob)
+
+    @classmethod
+    def from_event(cls, ev: TokenEvent, index: int | None = None) -> TokenRecord:
+        """``index``: the token's place in its message, when that differs from its place
+        in the generation (a replay or a continuation counts on from earlier tokens)."""
+        return cls(
+            ev.index if index is None else index,
+            ev.id,
+            ev.text,
+            ev.logprob,
+            ev.entropy,
+            ev.channel,
+            ev.drafted,
+            ev.accepted,
+            ev.top,
+        )
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TokenRecord:
+        """From ``dataclasses.asdict`` output or JSON (alternatives as dicts or lists)."""
+        top = tuple(
+            Alternative(**a) if isinstance(a, dict) else Alternative(*a)
+            for a in data.get("top", ())
+        )
+        return cls(**{**data, "top": top})
 
 
 @dataclass(frozen=True)

@@ -6,16 +6,14 @@ Everything in this module is touched only from the GUI thread.
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from engine.events import ChatMessage, Finished, GenerationStats, TokenEvent
+from engine.events import ChatMessage, Finished, GenerationStats, TokenEvent, TokenRecord
 
 if TYPE_CHECKING:
     from engine.storage import StoredMessage
-    from engine.storage import TokenRecord as StoredToken
 
 FINISH_REASONS = ("stop", "length", "loop", "cancelled", "error")
 # Not from the engine: "edited" (text the user typed), "interrupted" (the app stopped
@@ -30,54 +28,6 @@ def strip_think_tags(text: str) -> str:
     for tag in THINK_TAGS:
         text = text.replace(tag, "")
     return text
-
-
-@dataclass
-class TokenRecord:
-    """What the inspector needs about one generated token."""
-
-    index: int
-    id: int
-    text: str
-    logprob: float
-    entropy: float
-    channel: str  # "answer" | "thinking"
-    drafted: bool
-    accepted: bool
-    top: list[tuple[int, str, float]] = field(default_factory=list)
-
-    @classmethod
-    def from_event(cls, ev: TokenEvent) -> TokenRecord:
-        return cls(
-            index=ev.index,
-            id=ev.id,
-            text=ev.text,
-            logprob=ev.logprob,
-            entropy=ev.entropy,
-            channel=ev.channel,
-            drafted=ev.drafted,
-            accepted=ev.accepted,
-            top=[(a.id, a.text, a.prob) for a in ev.top],
-        )
-
-    @classmethod
-    def from_stored(cls, rec: StoredToken) -> TokenRecord:
-        """From the conversation store's record (the inspector after a restart)."""
-        return cls(
-            index=rec.index,
-            id=rec.id,
-            text=rec.text,
-            logprob=rec.logprob,
-            entropy=rec.entropy,
-            channel=rec.channel,
-            drafted=rec.drafted,
-            accepted=rec.accepted,
-            top=[(a.id, a.text, a.prob) for a in rec.top],
-        )
-
-    @property
-    def prob(self) -> float:
-        return math.exp(self.logprob)
 
 
 @dataclass
@@ -117,7 +67,7 @@ class Message:
             role=stored.role,
             content=stored.content,
             reasoning=strip_think_tags(stored.reasoning),
-            tokens=[TokenRecord.from_stored(t) for t in tokens],
+            tokens=list(tokens),
             model=stored.model,
             finish_reason=reason,
             error=stored.error,
@@ -137,10 +87,7 @@ class Message:
         for name in ("branch", "stream_prefix"):
             if name in data:
                 data[name] = tuple(data[name])
-        data["tokens"] = [
-            TokenRecord(**{**t, "top": [tuple(a) for a in t.get("top", [])]})
-            for t in data.get("tokens", [])
-        ]
+        data["tokens"] = [TokenRecord.from_dict(t) for t in data.get("tokens", [])]
         return cls(**data)
 
 
@@ -182,10 +129,8 @@ class PaneTranscript:
         answer: list[str] = []
         thinking: list[str] = []
         for ev in tokens:
-            record = TokenRecord.from_event(ev)
             # A replayed or continued reply already holds tokens: the engine counts from 0.
-            record.index = len(msg.tokens)
-            msg.tokens.append(record)
+            msg.tokens.append(TokenRecord.from_event(ev, index=len(msg.tokens)))
             if ev.text.strip() in THINK_TAGS:
                 continue  # the engine keeps think tags out of the text too
             (thinking if ev.channel == "thinking" else answer).append(ev.text)

@@ -2,9 +2,10 @@
 
 It shows the token, its probability, the entropy of the distribution it was drawn from,
 whether a drafter proposed it, and the top-10 alternatives as bars; each alternative
-has "Replay from here" (``sig_replay``). It reads ``pane_model.TokenRecord``s, which are
-made from live ``TokenEvent``s and from stored records alike (``as_record`` takes any of
-the three), so it works while a reply streams and after a restart. GUI thread only.
+has "Replay from here" (``sig_replay``). It reads ``engine.events.TokenRecord``s, the one
+token shape of the transcript and the conversation store (``as_record`` makes one from a
+live ``TokenEvent``), so it works while a reply streams and after a restart. GUI thread
+only.
 """
 
 from __future__ import annotations
@@ -22,22 +23,17 @@ from PySide6.QtWidgets import (
 )
 
 from app import theme
-from app.chat.pane_model import Message, TokenRecord
+from app.chat.pane_model import Message
 from app.chat.token_text import visible_text
 from app.widgets import IconButton, Tag
-from engine.events import TokenEvent
-from engine.storage import TokenRecord as StoredToken
+from engine.events import Alternative, TokenEvent, TokenRecord
 
 TOP_N = 10
 
 
-def as_record(token: TokenRecord | TokenEvent | StoredToken) -> TokenRecord:
-    """Any of the token shapes the app meets, as the pane's record."""
-    if isinstance(token, TokenRecord):
-        return token
-    if isinstance(token, TokenEvent):
-        return TokenRecord.from_event(token)
-    return TokenRecord.from_stored(token)
+def as_record(token: TokenRecord | TokenEvent) -> TokenRecord:
+    """A live token or a kept one, as the record the inspector reads."""
+    return TokenRecord.from_event(token) if isinstance(token, TokenEvent) else token
 
 
 class AlternativeRow(QWidget):
@@ -222,11 +218,11 @@ class TokenInspector(QFrame):
         else:
             self.draft.setText("from the target (not drafted)" if drafting else "no drafter")
             self.draft.set_kind("")
-        top = sorted(t.top, key=lambda a: -a[2])[:TOP_N]
-        if t.id not in [a[0] for a in top]:
-            top = [*top[: TOP_N - 1], (t.id, t.text, t.prob)]  # the pick is always listed
+        top = sorted(t.top, key=lambda a: -a.prob)[:TOP_N]
+        if t.id not in [a.id for a in top]:
+            top = [*top[: TOP_N - 1], Alternative(t.id, t.text, t.prob)]  # the pick is listed
         for row, alt in zip(self.rows, top, strict=False):
-            row.set_alternative(alt[0], alt[1], alt[2], alt[0] == t.id)
+            row.set_alternative(alt.id, alt.text, alt.prob, alt.id == t.id)
             row.replay.setEnabled(not self.replay_blocked)
             row.show()
         for row in self.rows[len(top) :]:

@@ -16,7 +16,7 @@ from PySide6.QtGui import QCursor
 from PySide6.QtWidgets import QLabel, QSizePolicy, QToolTip, QWidget
 
 from app import theme
-from app.chat.pane_model import TokenRecord
+from engine.events import TokenRecord
 
 SURE = 0.9  # at or above this probability a token gets no warning shade
 
@@ -43,10 +43,11 @@ def describe(t: TokenRecord) -> str:
     ]
     if t.drafted:
         lines.append("drafted, accepted" if t.accepted else "drafted, rejected")
-    others = [a for a in t.top if a[0] != t.id][:3]
+    others = [a for a in t.top if a.id != t.id][:3]
     if others:
         lines.append(
-            "also: " + ", ".join(f"{html.escape(visible_text(a[1]))} {a[2]:.0%}" for a in others)
+            "also: "
+            + ", ".join(f"{html.escape(visible_text(a.text))} {a.prob:.0%}" for a in others)
         )
     return "<br>".join(lines)
 

@@ -21,12 +21,12 @@ from typing import Any, Protocol
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from app.conversations import history as io
 from app.bridge import EngineBridge
-from app.library.catalog import ModelCatalog
-from app.chat.pane import ChatPane
 from app.chat.message_editor import THINK_CLOSE
+from app.chat.pane import ChatPane
 from app.chat.pane_model import Message, strip_think_tags
+from app.conversations import history as io
+from app.library.catalog import ModelCatalog
 from engine.events import Alternative, ChatMessage, Finished, Generate, StatsEvent
 from engine.settings import SettingsError
 from engine.storage import ConversationStore, StorageError, StreamingWriter
@@ -266,8 +266,8 @@ class ConversationController(QObject):
         if not self._can_run(pane, message) or not 0 <= index < len(message.tokens):
             return
         record = message.tokens[index]
-        alt = next((a for a in record.top if a[0] == token_id), None)
-        alt = alt or (record.id, record.text, record.prob)
+        alt = next((a for a in record.top if a.id == token_id), None)
+        alt = alt or Alternative(record.id, record.text, record.prob)
         rid = pane.new_request_id()
         try:
             stored = self.store.get_message(message.id)
@@ -283,7 +283,7 @@ class ConversationController(QObject):
             writer = self.store.begin_replay(
                 message.id,
                 index,
-                Alternative(*alt),
+                alt,
                 decoder=settings.decoder,
                 pane=pane.key,
                 request_id=rid,

@@ -13,6 +13,7 @@ Usage (see ``ConversationStore`` and ``StreamingWriter`` for details)::
     path = store.active_path(conv.id)        # root -> active leaf, what a pane shows
 """
 
+from engine.events import TokenRecord
 from engine.storage.records import (
     ROLES,
     Conversation,
@@ -22,7 +23,6 @@ from engine.storage.records import (
     RecoveryNotice,
     StorageError,
     StoredMessage,
-    TokenRecord,
 )
 from engine.storage.schema import MIGRATIONS, SCHEMA_VERSION, migrate
 from engine.storage.store import DEFAULT_TITLE, ConversationStore

@@ -20,8 +20,7 @@ import zlib
 from array import array
 from collections.abc import Iterable, Sequence
 
-from engine.events import Alternative
-from engine.storage.records import TokenRecord
+from engine.events import Alternative, TokenRecord
 
 _TAG = b"B"  # packed arrays, zlib
 _HEAD = struct.Struct("<BIII")  # float32?, n ints, n floats, string bytes

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, is_dataclass
 from typing import Any, Literal
 
+from engine.events import TokenRecord
 from engine.storage.codec import decode_ids, decode_tokens, encode_ids, encode_tokens
 from engine.storage.records import (
     ROLES,
@@ -22,7 +23,6 @@ from engine.storage.records import (
     NotFound,
     StorageError,
     StoredMessage,
-    TokenRecord,
 )
 
 MSG_COLS = (

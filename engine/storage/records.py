@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from engine.errors import EngineError
-from engine.events import Alternative, GenerationStats, TokenEvent
+from engine.events import GenerationStats
 from engine.settings import DecoderSettings, SamplingSettings
 
 ROLES = ("system", "user", "assistant", "tool")
@@ -40,39 +39,6 @@ class RecoveryNotice:
         return (
             f"The conversations database was damaged ({self.reason}). It was moved to "
             f"{self.moved_to} and a new, empty one was started."
-        )
-
-
-@dataclass(frozen=True)
-class TokenRecord:
-    """One generated token as the inspector shows it (mirrors ``TokenEvent``)."""
-
-    index: int  # position in the message, from 0
-    id: int
-    text: str
-    logprob: float
-    entropy: float
-    channel: str = "answer"  # "answer" | "thinking"
-    drafted: bool = False
-    accepted: bool = False
-    top: tuple[Alternative, ...] = ()
-
-    @property
-    def prob(self) -> float:
-        return math.exp(self.logprob)
-
-    @classmethod
-    def from_event(cls, ev: TokenEvent, index: int | None = None) -> TokenRecord:
-        return cls(
-            ev.index if index is None else index,
-            ev.id,
-            ev.text,
-            ev.logprob,
-            ev.entropy,
-            ev.channel,
-            ev.drafted,
-            ev.accepted,
-            ev.top,
         )
 
 

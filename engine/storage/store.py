@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from engine.events import Alternative
+from engine.events import Alternative, TokenRecord
 from engine.paths import database_path
 from engine.storage import queries as q
 from engine.storage.codec import encode_ids
@@ -30,7 +30,6 @@ from engine.storage.records import (
     RecoveryNotice,
     StorageError,
     StoredMessage,
-    TokenRecord,
 )
 from engine.storage.schema import is_damage, open_database
 

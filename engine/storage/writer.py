@@ -8,10 +8,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
-from engine.events import Event, Failed, Finished, StatsEvent, TokenEvent
+from engine.events import Event, Failed, Finished, StatsEvent, TokenEvent, TokenRecord
 from engine.storage import queries as q
 from engine.storage.codec import encode_ids
-from engine.storage.records import StorageError, StoredMessage, TokenRecord
+from engine.storage.records import StorageError, StoredMessage
 
 if TYPE_CHECKING:
     from engine.storage.store import ConversationStore

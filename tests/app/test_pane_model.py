@@ -17,7 +17,7 @@ def test_tokens_split_into_answer_and_thinking():
     assert msg.content == "Hello there"
     assert msg.reasoning == "hmm"
     assert [r.drafted for r in msg.tokens] == [False, False, True]
-    assert msg.tokens[0].top == [(0, "hmm", 0.9)]
+    assert msg.tokens[0].top == (Alternative(0, "hmm", 0.9),)
     assert t.busy
 
 

