@@ -17,6 +17,10 @@ from engine.errors import EngineError
 from engine.settings import THINKING_MODES
 from engine.text_check import invalid_text_message, is_valid_text
 
+# The markers most thinking models use (mlx-lm's default): what the app assumes for a
+# model whose own markers it has not heard yet (ModelLoaded.think_tags).
+DEFAULT_THINK_TAGS = ("<think>", "</think>")
+
 
 @dataclass(frozen=True)
 class Prompt:
@@ -75,6 +79,13 @@ class ChatFormat:
         self.supports_thinking = (
             bool(self.think_start) and len(template_thinking_modes(template)) > 1
         )
+
+    @property
+    def think_tags(self) -> tuple[str, str] | None:
+        """The tokenizer's own markers around thinking text, when it has both."""
+        if self.think_start and self.think_end:
+            return (self.think_start, self.think_end)
+        return None
 
     def thinking_modes(self) -> tuple[str, ...]:
         if not self.supports_thinking:

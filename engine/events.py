@@ -104,6 +104,7 @@ class ModelLoaded(Event):
     decoder: str | None  # the drafter attached, if any
     decoder_note: str | None  # why no decoder was attached, when one was asked for
     context_length: int | None = None  # the model's context window (tokens), when known
+    think_tags: tuple[str, str] | None = None  # its markers around thinking, if it thinks
 
 
 @dataclass(frozen=True)

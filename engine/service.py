@@ -157,6 +157,7 @@ class EngineService(CommandLoop):
                 drafter.name if drafter is not None else None,
                 note,
                 model_context_length(loaded.path),
+                loaded.chat.think_tags,
             )
         )
 

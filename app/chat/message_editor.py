@@ -23,15 +23,16 @@ from PySide6.QtWidgets import (
 )
 
 from app.chat.pane_model import Message
+from engine.chat import DEFAULT_THINK_TAGS
 
-THINK_CLOSE = "</think>"
+THINK_CLOSE = DEFAULT_THINK_TAGS[1]
 
 
-def split_closing_tag(reasoning: str) -> tuple[str, bool]:
+def split_closing_tag(reasoning: str, close: str = THINK_CLOSE) -> tuple[str, bool]:
     """Thinking text without a typed closing tag at its end, and whether there was one."""
     stripped = reasoning.rstrip()
-    if stripped.endswith(THINK_CLOSE):
-        return stripped[: -len(THINK_CLOSE)].rstrip(), True
+    if stripped.endswith(close):
+        return stripped[: -len(close)].rstrip(), True
     return reasoning, False
 
 

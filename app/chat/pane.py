@@ -35,6 +35,7 @@ from app.chat.token_inspector import TokenInspector
 from app.chat.transcript_view import TranscriptView
 from app.library.catalog import ModelEntry
 from app.widgets import IconButton
+from engine.chat import DEFAULT_THINK_TAGS
 from engine.events import Finished, Generate, GenerationStats, LoadProgress, ModelLoaded
 from engine.settings import ModelSettings, SettingsError
 
@@ -441,6 +442,7 @@ class ChatPane(QFrame):
         if rid == self.request_id:
             self._status = "Reading the prompt\u2026"
             self._context_length = ev.context_length
+            self.transcript.think_tags = ev.think_tags or DEFAULT_THINK_TAGS
             if ev.decoder_note:
                 self.sig_notice.emit(f"{self.title}: {ev.decoder_note}")
             self._sync_view()

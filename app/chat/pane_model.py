@@ -10,6 +10,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from engine.chat import DEFAULT_THINK_TAGS
 from engine.events import ChatMessage, Finished, GenerationStats, TokenEvent, TokenRecord
 
 if TYPE_CHECKING:
@@ -19,13 +20,12 @@ FINISH_REASONS = ("stop", "length", "loop", "cancelled", "error")
 # Not from the engine: "edited" (text the user typed), "interrupted" (the app stopped
 # mid-reply, found on reload).
 STORED_REASONS = (*FINISH_REASONS, "edited", "interrupted")
-THINK_TAGS = ("<think>", "</think>")  # markup tokens: kept as records, not shown as text
 
 
-def strip_think_tags(text: str) -> str:
+def strip_think_tags(text: str, tags: tuple[str, str] = DEFAULT_THINK_TAGS) -> str:
     """Thinking text without think tags (a replay's kept tokens or a reply saved
     mid-stream can carry the closing tag's text)."""
-    for tag in THINK_TAGS:
+    for tag in tags:
         text = text.replace(tag, "")
     return text
 
@@ -97,6 +97,8 @@ class PaneTranscript:
 
     messages: list[Message] = field(default_factory=list)
     version: int = 0  # bumped on every change so views can skip redundant repaints
+    # The model's own thinking markers, from its ModelLoaded (the common ones until then).
+    think_tags: tuple[str, str] = DEFAULT_THINK_TAGS
 
     def _touch(self) -> None:
         self.version += 1
@@ -131,7 +133,7 @@ class PaneTranscript:
         for ev in tokens:
             # A replayed or continued reply already holds tokens: the engine counts from 0.
             msg.tokens.append(TokenRecord.from_event(ev, index=len(msg.tokens)))
-            if ev.text.strip() in THINK_TAGS:
+            if ev.text.strip() in self.think_tags:  # markup: kept as a record, not as text
                 continue  # the engine keeps think tags out of the text too
             (thinking if ev.channel == "thinking" else answer).append(ev.text)
         msg.content += "".join(answer)

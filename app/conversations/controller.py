@@ -22,7 +22,6 @@ from typing import Any, Protocol
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from app.bridge import EngineBridge
-from app.chat.message_editor import THINK_CLOSE
 from app.chat.pane import ChatPane
 from app.chat.pane_model import Message, strip_think_tags
 from app.conversations import history as io
@@ -347,11 +346,12 @@ class ConversationController(QObject):
                 if stored.token_count:  # a reply cut off before its prompt was saved
                     self._retokenized[rid] = (message, tuple(t.id for t in message.tokens))
                 # A reply saved mid-stream may hold the closing tag: the thinking ended.
-                ended = stored.reasoning.rstrip().endswith(THINK_CLOSE)
-                reasoning = strip_think_tags(stored.reasoning)
+                tags = pane.transcript.think_tags
+                ended = stored.reasoning.rstrip().endswith(tags[1])
+                reasoning = strip_think_tags(stored.reasoning, tags)
                 closed = ended or stored.settings.get(THINKING_CLOSED)
                 if reasoning and not stored.content and closed:
-                    reasoning += THINK_CLOSE
+                    reasoning += tags[1]
                 history = pane.transcript.chat_messages(settings.system_prompt, until=message)
                 final = ChatMessage("assistant", stored.content, reasoning)
                 command = Generate(messages=(*history, final), continue_final=True, **common)

@@ -163,6 +163,7 @@ class FakeEngineService(CommandLoop):
                 None,
                 None,
                 CONTEXT_LENGTH,
+                (THINK_OPEN, THINK_CLOSE),
             )
         )
 

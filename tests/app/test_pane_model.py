@@ -65,3 +65,21 @@ def test_version_changes_on_every_update():
     v = t.version
     t.add_user("x")
     assert t.version > v
+
+
+def test_the_models_own_thinking_markers_stay_out_of_the_text():
+    """A model whose markers are not <think>/</think> (ModelLoaded.think_tags)."""
+    t = PaneTranscript()
+    t.think_tags = ("<|channel>thought", "<channel|>")
+    t.add_user("hi")
+    t.start_assistant("m", {})
+    t.append_tokens(
+        [
+            tok(0, "<|channel>thought", "thinking"),
+            tok(1, "hmm", "thinking"),
+            tok(2, "<channel|>", "thinking"),
+            tok(3, "Hello"),
+        ]
+    )
+    assert t.last.reasoning == "hmm" and t.last.content == "Hello"
+    assert len(t.last.tokens) == 4  # the markers are kept as records

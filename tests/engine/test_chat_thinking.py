@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.events import ChatMessage, Finished, Generate, TokenEvent
+from engine.events import ChatMessage, Finished, Generate, LoadModel, TokenEvent
 from engine.model_loader import load_model
 from engine.settings import SamplingSettings
 from tests.tiny_models import make_tiny_model
@@ -25,6 +25,12 @@ def test_thinking_modes_follow_the_template(thinker, tmp_path):
     assert off.text.endswith("</think>\n\n") and not off.starts_in_thinking
     plain = load_model(str(make_tiny_model(tmp_path / "plain")))
     assert plain.chat.thinking_modes() == ("off",)
+
+
+def test_model_loaded_names_the_models_thinking_markers(service, thinker, tmp_path):
+    assert service.run(LoadModel("t", thinker)).think_tags == ("<think>", "</think>")
+    plain = str(make_tiny_model(tmp_path / "plain"))
+    assert service.run(LoadModel("p", plain)).think_tags is None
 
 
 def test_thinking_text_is_kept_apart_from_the_answer(service, thinker):
