@@ -17,7 +17,7 @@ import mlx.core as mx
 
 from engine import sampling as smp
 from engine.chat import Prompt
-from engine.drafters.base import Drafter, draft_ids
+from engine.drafters.base import Drafter, DraftSampling, draft_ids
 from engine.drafters.policy import DraftLengthPolicy
 from engine.events import Event, Finished, GenerationStats, PromptProgress, StatsEvent
 from engine.kv_cache import PromptCacheStore, new_cache, rollback, snapshot
@@ -61,7 +61,10 @@ class Generation:
         cache_store: PromptCacheStore | None = None,
         drafter: Drafter | None = None,
         policy: DraftLengthPolicy | None = None,
+        sampled_drafts: bool = True,
     ):
+        """``sampled_drafts``: let a drafter that can sample draw its proposals when the
+        request samples (DecoderSettings.sampled_drafts)."""
         self.request_id = request_id
         self.loaded = loaded
         self.model = loaded.model
@@ -72,6 +75,7 @@ class Generation:
         self.cache_store = cache_store
         self.drafter = drafter
         self.policy = policy or DraftLengthPolicy(k=0, adaptive=False)
+        self.sampled_drafts = sampled_drafts
         self.sampler = smp.Sampler(settings)
         self.stream = TokenStream(
             request_id, loaded.tokenizer, settings, prompt.starts_in_thinking, emit
@@ -214,6 +218,8 @@ class Generation:
         mx.eval(token, *arrays)
         first = int(token.item())
         if self.drafter is not None:
+            if hasattr(self.drafter, "sampling"):
+                self.drafter.sampling = self._draft_sampling()
             self.drafter.begin(list(self.prompt.token_ids), hidden, self.counters.cached)
         reason = self._push(first, *self._rows(arrays)[0])
         last = first
@@ -361,6 +367,12 @@ class Generation:
         self.policy.record_round(n_drafts, accepted, time.perf_counter() - t0)
         return reason, bonus
 
+    def _draft_sampling(self) -> DraftSampling | None:
+        """Sampled drafts when the request samples and the decoder settings allow it."""
+        if self.settings.greedy or not self.sampled_drafts:
+            return None
+        return DraftSampling(self.settings.temperature, self.sampler.next_key)
+
     def _accept(self, drafts: list[int], sampling_lp: mx.array, q: mx.array | None):
         """How many drafts to accept, and the token that follows them.
 
@@ -384,6 +396,7 @@ class Generation:
         if q is None:
             ratio = p_d
         else:
+            q = _same_width(q[:n], p.shape[-1])
             q_d = mx.exp(mx.take_along_axis(q[:n], idx, axis=-1)[:, 0])
             ratio = mx.minimum(1.0, p_d / mx.maximum(q_d, 1e-20))
         u = self.sampler.uniform((n,))
@@ -454,3 +467,16 @@ class Generation:
 
 class _Cancelled(Exception):
     pass
+
+
+def _same_width(q: mx.array, width: int) -> mx.array:
+    """Draft log-distributions (n, Vq) as (n, width): a drafter's vocabulary can be
+    narrower than the target's logits (padding rows) or, cut to the target's
+    vocabulary, wider; tokens it never proposes have q = 0."""
+    have = q.shape[-1]
+    if have == width:
+        return q
+    if have > width:
+        return q[:, :width]
+    pad = mx.full((q.shape[0], width - have), -mx.inf, dtype=q.dtype)
+    return mx.concatenate([q, pad], axis=-1)

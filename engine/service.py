@@ -209,6 +209,7 @@ class EngineService(CommandLoop):
             cache_store=self._cache_store,
             drafter=drafter,
             policy=policy,
+            sampled_drafts=decoder.sampled_drafts,
         )
         self._emit(generation.run())
 

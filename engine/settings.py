@@ -84,17 +84,24 @@ class DecoderSettings:
 
     ``draft_tokens`` is k; with ``adaptive`` it is the most k may grow to (None: the
     default maximum) and k follows recent acceptance; without, k is fixed.
+    ``sampled_drafts``: when the request samples (temperature > 0), drafters that can
+    (MTP heads, draft models) draw their proposals from their own distribution and
+    the target accepts each with min(1, p/q); off, they propose their greedy choice.
+    Either way the output's distribution is the target's; temperature 0 ignores it.
     """
 
     decoder: str = "none"
     draft_tokens: int | None = None
     adaptive: bool = True
+    sampled_drafts: bool = True
 
     def validated(self) -> DecoderSettings:
         if not isinstance(self.decoder, str) or not self.decoder.strip():
             raise SettingsError("decoder: must be none, auto, lookup, or a decoder id or path")
         if self.draft_tokens is not None:
             _check_int("draft_tokens", self.draft_tokens, 1, MAX_DRAFT_TOKENS)
+        if not isinstance(self.sampled_drafts, bool):
+            raise SettingsError("sampled_drafts: must be true or false")
         return self
 
     @property

@@ -7,10 +7,27 @@ told what was verified so it can resync its own state. Engine thread only.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
 
-if TYPE_CHECKING:
-    import mlx.core as mx
+import mlx.core as mx
+
+
+@dataclass
+class DraftSampling:
+    """How a drafter draws when the request samples: from its own distribution at the
+    request's temperature. ``draw`` returns the tokens and the log-distribution ``q``
+    they were drawn from, which the loop's acceptance rule needs (min(1, p/q))."""
+
+    temperature: float
+    next_key: Callable[[], mx.array]  # the request's seeded key stream
+
+    def draw(self, logits: mx.array) -> tuple[mx.array, mx.array]:
+        """logits (..., V) -> (token ids (...), log q (..., V))."""
+        scaled = logits.astype(mx.float32) * (1.0 / self.temperature)
+        lq = scaled - mx.logsumexp(scaled, axis=-1, keepdims=True)
+        return mx.random.categorical(lq, axis=-1, key=self.next_key()), lq
 
 
 class Drafter(Protocol):
@@ -31,7 +48,9 @@ class Drafter(Protocol):
         the verification pass, so the drafter's work overlaps building that pass."""
 
     def draft_logprobs(self) -> mx.array | None:
-        """Per-draft log-distributions (k, V) of the last proposal, or None for greedy drafts."""
+        """Per-draft log-distributions (k, V) the last proposal was drawn from, or None
+        for greedy drafts. A drafter that can sample has a ``sampling`` attribute
+        (DraftSampling | None), set by the loop before ``begin``; None means greedy."""
 
     def commit(self, verified: list[int], next_token: int, hidden: mx.array | None) -> None:
         """After verification: ``verified`` = [last_token, accepted drafts...] now sit in the

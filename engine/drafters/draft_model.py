@@ -12,6 +12,7 @@ from __future__ import annotations
 import mlx.core as mx
 from mlx.utils import tree_flatten
 
+from engine.drafters.base import DraftSampling
 from engine.errors import DecoderError
 from engine.kv_cache import common_prefix, new_cache, restore, rollback, snapshot
 
@@ -46,6 +47,8 @@ class DraftModelDrafter:
         self._snap: list | None = None  # untrimmable cache: its state over self._snap_n tokens
         self._snap_n = 0
         self._weights = sum(p.nbytes for _, p in tree_flatten(draft.model.parameters()))
+        self.sampling: DraftSampling | None = None  # set by the loop per request
+        self._lqs: list[mx.array] = []  # the last proposal's q rows, when sampling
 
     def begin(self, prompt_ids, hidden, reused) -> None:
         self.committed = list(prompt_ids)
@@ -74,17 +77,25 @@ class DraftModelDrafter:
         logits = self._sync([last_token])
         if k > 1:  # the cache now holds verified tokens only; drafts follow
             self._snap, self._snap_n = snapshot(self.cache), len(self.cached)
+        lqs: list[mx.array] = []
         for i in range(k):
             # Tokens the target cannot produce are never proposed.
-            token = int(mx.argmax(logits[: self.target_vocab]).item())
+            if self.sampling is None:
+                token = int(mx.argmax(logits[: self.target_vocab]).item())
+            else:
+                drawn, lq = self.sampling.draw(logits[: self.target_vocab])
+                token = int(drawn.item())
+                lqs.append(lq)
             drafts.append(token)
             if i + 1 < k:
                 logits = self.draft.model(mx.array([[token]]), cache=self.cache)[0, -1]
                 self.cached.append(token)
+        self._lqs = lqs
         return drafts
 
     def draft_logprobs(self):
-        return None  # greedy drafts: the loop applies the one-hot rejection rule
+        """None for greedy drafts (the loop applies the one-hot rejection rule)."""
+        return mx.stack(self._lqs) if self._lqs else None
 
     def commit(self, verified, next_token, hidden) -> None:
         self.committed.extend(verified)

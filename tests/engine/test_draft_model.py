@@ -11,6 +11,7 @@ import pytest
 from engine.events import Failed, Finished, Generate
 from engine.generate import Generation
 from engine.settings import DecoderSettings, SamplingSettings
+from tests.drafting import total_variation
 from tests.tiny_models import make_tiny_model
 
 
@@ -33,7 +34,9 @@ def models(tmp_path_factory):
     }
 
 
-def generate(service, model, rid, prompt, decoder="none", k=None, sampling=None):
+def generate(
+    service, model, rid, prompt, decoder="none", k=None, sampling=None, sampled_drafts=True
+):
     sampling = sampling or SamplingSettings(max_tokens=20, max_loop_count=0)
     events = list(
         service.stream(
@@ -42,7 +45,9 @@ def generate(service, model, rid, prompt, decoder="none", k=None, sampling=None)
                 model,
                 prompt=prompt,
                 sampling=sampling,
-                decoder=DecoderSettings(decoder, draft_tokens=k, adaptive=False),
+                decoder=DecoderSettings(
+                    decoder, draft_tokens=k, adaptive=False, sampled_drafts=sampled_drafts
+                ),
             )
         )
     )
@@ -87,45 +92,50 @@ def test_auto_falls_back_to_prompt_lookup(service, models):
     assert out.stats.decoder is not None
 
 
-def _first_tokens(service, model, decoder, n_runs, temperature, seed0=1000):
+def _first_tokens(service, model, decoder, n_runs, temperature, seed0=1000, sampled=True):
     counts = Counter()
     for i in range(n_runs):
         s = SamplingSettings(
             temperature=temperature, seed=seed0 + i, max_tokens=2, max_loop_count=0
         )
         k = None if decoder == "none" else 3
-        out = generate(service, model, f"s{i}", "The", decoder, k, s)
+        out = generate(service, model, f"s{i}", "The", decoder, k, s, sampled)
         counts[out.token_ids[:2]] += 1
     return counts
 
 
-def _tv(a: Counter, b: Counter, n: int, min_count: int = 8) -> float:
-    """Total-variation distance over outcomes seen often enough; the rare tail is
-    pooled into one bucket so sparse sampling noise does not dominate."""
-    pooled = a + b
-    common = {k for k, c in pooled.items() if c >= min_count}
-
-    def bucket(c: Counter) -> dict:
-        d = {k: c[k] for k in common}
-        d["rest"] = sum(v for k, v in c.items() if k not in common)
-        return d
-
-    ba, bb = bucket(a), bucket(b)
-    return 0.5 * sum(abs(ba[k] - bb[k]) / n for k in ba)
-
-
-def test_sampling_distribution_is_unchanged_by_drafting(service, models):
+@pytest.mark.parametrize("sampled", [True, False], ids=["sampled-drafts", "greedy-drafts"])
+def test_sampling_distribution_is_unchanged_by_drafting(service, models, sampled):
     """Joint distribution of the first two tokens with and without a draft model
     (a random one, so rejections and the residual draw happen; a twin, so
-    acceptances do), at a fixed seed budget. A wrong temperature must be caught by
-    the same statistic, so the test can fail."""
+    acceptances do), at a fixed seed budget, with drafts drawn from the draft model's
+    own distribution (accepted with min(1, p/q)) and with its greedy picks. A wrong
+    temperature must be caught by the same statistic, so the test can fail."""
     n, bound = 250, 0.12
     plain = _first_tokens(service, models["target"], "none", n, 1.0)
     for which in ("other", "twin"):
-        drafted = _first_tokens(service, models["target"], models[which], n, 1.0, seed0=5000)
-        assert _tv(plain, drafted, n) < bound, (which, plain.most_common(4), drafted.most_common(4))
+        drafted = _first_tokens(
+            service, models["target"], models[which], n, 1.0, seed0=5000, sampled=sampled
+        )
+        assert total_variation(plain, drafted, n) < bound, (
+            which,
+            plain.most_common(4),
+            drafted.most_common(4),
+        )
     hotter = _first_tokens(service, models["target"], "none", n, 2.0, seed0=9000)
-    assert _tv(plain, hotter, n) > bound
+    assert total_variation(plain, hotter, n) > bound
+
+
+def test_sampled_drafts_from_a_twin_are_always_accepted(service, models):
+    """Drawn from the same distribution the target samples from, a twin's drafts pass
+    min(1, p/q) = 1; its greedy picks pass only with probability p(pick)."""
+    s = SamplingSettings(temperature=1.5, seed=3, max_tokens=48, max_loop_count=0)
+    twin = models["twin"]
+    sampled = generate(service, models["target"], "tw-s", "Hello", twin, 3, s, True)
+    greedy = generate(service, models["target"], "tw-g", "Hello", twin, 3, s, False)
+    assert sampled.stats.drafted > 0 and greedy.stats.drafted > 0
+    assert sampled.stats.acceptance_rate > 0.97
+    assert greedy.stats.acceptance_rate < sampled.stats.acceptance_rate - 0.15
 
 
 class _FixedDraft:
@@ -175,6 +185,31 @@ def test_rejection_rule_preserves_the_target_distribution():
             counts[draft if a == 1 else bonus] += 1
         for tok, prob in enumerate(p.tolist()):
             assert abs(counts[tok] / n - prob) < 0.03, (draft, tok, counts)
+
+
+def test_sampled_draft_rule_preserves_p_and_accepts_min_p_q():
+    """Monte-Carlo check of `_accept`'s q branch: drafts drawn from a known q, accepted
+    with min(1, p/q), rejections drawn from norm(max(0, p - q)). The emitted token
+    follows p, and drafts are accepted at sum(min(p, q)) = 0.55 (the one-hot rule on
+    the same drafts would accept only E_q[p(d)] = 0.185)."""
+    from engine.sampling import Sampler
+
+    p = mx.array([0.5, 0.25, 0.15, 0.1])
+    q = mx.array([0.1, 0.2, 0.3, 0.4])
+    sampling_lp = mx.concatenate([mx.log(p)[None]] * 2, axis=0)
+    gen = Generation.__new__(Generation)
+    gen.settings = SamplingSettings(temperature=1.0, seed=0)
+    gen.sampler = Sampler(gen.settings)
+    draws = mx.random.categorical(mx.log(q), num_samples=6000, key=mx.random.key(1)).tolist()
+    counts, accepted = Counter(), 0
+    for draft in draws:
+        a, bonus = gen._accept([draft], sampling_lp, mx.log(q)[None])
+        accepted += a
+        counts[draft if a == 1 else bonus] += 1
+    n = len(draws)
+    for tok, prob in enumerate(p.tolist()):
+        assert abs(counts[tok] / n - prob) < 0.03, (tok, counts)
+    assert abs(accepted / n - 0.55) < 0.03
 
 
 def test_adaptive_k_pauses_a_poor_drafter_and_stays_lossless(service, models):

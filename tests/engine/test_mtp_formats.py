@@ -24,6 +24,7 @@ from engine.generate import Generation
 from engine.model_loader import load_model
 from engine.settings import DecoderSettings, SamplingSettings
 from engine.target import split_model
+from tests.drafting import first_tokens, total_variation
 from tests.mtp_models import (
     make_target,
     write_lookahead,
@@ -308,6 +309,38 @@ def test_sampling_with_mtp_is_reproducible(built):
         )  # fmt: skip
         outs.append(gen.run())
     assert outs[0].token_ids == outs[1].token_ids and outs[0].stats.drafted > 0
+
+
+@pytest.mark.parametrize("sampled", [True, False], ids=["sampled-drafts", "greedy-drafts"])
+@pytest.mark.parametrize("head", ["built-in", "draft-vocabulary"])
+def test_sampling_distribution_is_unchanged_by_an_mtp_head(root, built, head, sampled):
+    """The first two tokens' joint distribution with an MTP head (random weights, so
+    drafts are mostly rejected and the residual draw decides) matches plain decoding,
+    whether the head draws its drafts from its own distribution (q over the full or a
+    reduced vocabulary) or proposes its greedy pick. Too hot a temperature is caught."""
+    if head == "built-in":
+        loaded = loaded_of(built["mimo"])
+
+        def make():
+            return registry.best_drafter(loaded)[0]
+    else:
+        b = built["llama"]
+        loaded = loaded_of(b)
+        even = list(range(0, b["config"]["vocab_size"], 2))
+        folder = str(write_lookahead(b, root / f"dist-dv-{sampled}", even))
+
+        def make():
+            return registry.open_drafter(loaded, folder)
+
+    runs, bound = 250, 0.12
+    plain = first_tokens(loaded, "Hello", lambda: None, runs, 1.0)
+    drafted = first_tokens(loaded, "Hello", make, runs, 1.0, seed0=5000, sampled=sampled)
+    assert total_variation(plain, drafted, runs) < bound, (
+        plain.most_common(4),
+        drafted.most_common(4),
+    )
+    hotter = first_tokens(loaded, "Hello", lambda: None, runs, 2.5, seed0=9000)
+    assert total_variation(plain, hotter, runs) > bound
 
 
 def test_catalog_verdict_is_the_verdict_at_load_time(root, built):

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import mlx.core as mx
 from mlx_lm.models.cache import CacheList
 
+from engine.drafters.base import DraftSampling
 from engine.drafters.mtp.head import HeadBundle, cache_nbytes
 
 # Prompt positions the head reads per step when it catches up on a prompt (the target's
@@ -28,7 +29,8 @@ class _Seed:
     token: int  # the input token t_{i+1} it was computed for
     hidden: mx.array  # (1, 1, H) the target hidden h_i it was computed from
     out: mx.array  # (1, 1, H) the head's normed output
-    draft: mx.array  # (1, 1) its greedy draft
+    draft: mx.array  # (1, 1) its draft (greedy, or drawn when sampling)
+    lq: mx.array | None = None  # (V,) the log-distribution it was drawn from
 
 
 class MTPDrafter:
@@ -41,6 +43,9 @@ class MTPDrafter:
         self._pending: mx.array | None = None  # (1, 1, H) hidden awaiting its next token
         self._seed: _Seed | None = None
         self._spec = 0  # chained (speculative) entries at the end of the cache
+        self.sampling: DraftSampling | None = None  # set by the loop per request
+        self._lqs: list[mx.array] = []  # the last proposal's q rows, when sampling
+        self._q_width: int | None = None  # full-vocabulary width of q (reduced heads)
 
     # -- helpers
 
@@ -59,6 +64,23 @@ class MTPDrafter:
                 if getattr(sub, "keys", None) is not None:
                     out += [sub.keys, sub.values]
         return out
+
+    def _pick(self, out: mx.array) -> tuple[mx.array, mx.array | None]:
+        """The draft for head outputs (1, 1, H): greedy, or drawn from the head's own
+        distribution when the request samples (with that distribution, widened to the
+        full vocabulary when the head drafts from a reduced one)."""
+        if self.sampling is None:
+            return self.bundle.best(out), None
+        b = self.bundle
+        if b.draft_rows is None:
+            token, lq = self.sampling.draw(b.logits(out))
+            return token, lq[0, 0]
+        local, lq = self.sampling.draw(out @ b.draft_rows.T)
+        if self._q_width is None:  # read once: a sync per draft would stall the round
+            self._q_width = int(b.draft_ids.max().item()) + 1
+        full = mx.full((self._q_width,), -mx.inf, dtype=lq.dtype)
+        full[b.draft_ids] = lq[0, 0]
+        return mx.take(b.draft_ids, local), full
 
     def _unseed(self) -> None:
         """Forget a seed computed for a token that did not come: its cache entry too."""
@@ -97,19 +119,22 @@ class MTPDrafter:
             self._unseed()
         if self._seed is None:
             out = self._run(self._pending, mx.array([[last_token]]))
-            self._seed = _Seed(last_token, self._pending, out, self.bundle.best(out))
+            self._seed = _Seed(last_token, self._pending, out, *self._pick(out))
             self._pending = None
         out, token = self._seed.out, self._seed.draft
-        drafts = [token]
+        drafts, lqs = [token], [self._seed.lq]
         for _ in range(k - 1):
             out = self._run(out, token)  # chain on the head's own normed output
-            token = self.bundle.best(out)
+            token, lq = self._pick(out)
             drafts.append(token)
+            lqs.append(lq)
             self._spec += 1
+        self._lqs = lqs if self.sampling is not None else []
         return mx.concatenate(drafts, axis=1)[0]
 
     def draft_logprobs(self) -> mx.array | None:
-        return None  # greedy drafts: the loop's one-hot rejection rule applies
+        """None for greedy drafts (the loop's one-hot rejection rule applies)."""
+        return mx.stack(self._lqs) if self._lqs else None
 
     def commit(self, verified: list[int], next_token: int, hidden: mx.array | None) -> None:
         """Trim the chained entries, then run the head once over the verified positions
@@ -126,7 +151,7 @@ class MTPDrafter:
             tokens = [verified[0]] + tokens
             hiddens = mx.concatenate([self._pending, hiddens], axis=1)
         out = self._run(hiddens, mx.array([tokens]))[:, -1:]
-        self._seed = _Seed(next_token, hidden[:, a : a + 1], out, self.bundle.best(out))
+        self._seed = _Seed(next_token, hidden[:, a : a + 1], out, *self._pick(out))
         self._pending = None
         mx.async_eval(self._seed.draft, *self._state())
 
@@ -138,3 +163,4 @@ class MTPDrafter:
         self._pending = None
         self._seed = None
         self._spec = 0
+        self._lqs = []
