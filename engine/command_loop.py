@@ -14,9 +14,11 @@ import itertools
 import logging
 import queue
 import threading
+import time
 import traceback
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
+from typing import Protocol
 
 from engine.errors import EngineError
 from engine.events import (
@@ -26,6 +28,7 @@ from engine.events import (
     Event,
     Failed,
     Finished,
+    Generate,
     GenerationStats,
     LoadModel,
     ModelLoaded,
@@ -53,6 +56,16 @@ def terminal_events(command: Command) -> tuple[type, ...]:
     if isinstance(command, UnloadModel):
         return (Unloaded, Failed)
     return TERMINAL_EVENTS
+
+
+class Interleavable(Protocol):
+    """A generation that can pause after each round (engine.generate.Generation)."""
+
+    request_id: str
+    waited: float  # seconds other requests' rounds took while this one was under way
+    finished: Event | None  # its final event, once ``steps`` is exhausted
+
+    def steps(self) -> Iterator[None]: ...
 
 
 class CommandLoop:
@@ -172,6 +185,77 @@ class CommandLoop:
         """Run one command, emitting its events; stop early once ``cancel`` is set."""
         raise NotImplementedError
 
+    def take_queued(
+        self, wanted: Callable[[Command], bool]
+    ) -> list[tuple[Command, threading.Event]]:
+        """Remove the queued commands ``wanted`` accepts, in order, with their cancel
+        events, for ``handle`` to run alongside the current one (interleaved
+        generations). Each taken command must end with an event and ``release``."""
+        q = self._commands
+        with q.mutex:
+            taken = [c for c in q.queue if c is not _STOP and wanted(c)]
+            if taken:
+                rest = [c for c in q.queue if not any(c is t for t in taken)]
+                q.queue.clear()
+                q.queue.extend(rest)
+        with self._lock:
+            return [(c, self._cancel_events.get(c.request_id) or threading.Event()) for c in taken]
+
+    def release(self, request_id: str) -> None:
+        """A taken command has ended: forget its cancel event."""
+        with self._lock:
+            self._cancel_events.pop(request_id, None)
+
+    def run_interleaved(
+        self,
+        first: Interleavable,
+        group: str,
+        start: Callable[[Generate, threading.Event], Interleavable],
+    ) -> None:
+        """Run ``first`` and every queued Generate of its interleave ``group`` (also
+        those that arrive meanwhile, set up with ``start``), one round each in turn.
+        Each ends on its own: a failure or a cancel stops that one only. A round's time
+        is added to the others' ``waited``, so each is timed on its own rounds."""
+        running = [(first, first.steps())]
+
+        def join() -> None:
+            for command, cancel in self.take_queued(
+                lambda c: isinstance(c, Generate) and c.interleave == group
+            ):
+                rid = command.request_id
+                try:
+                    if not cancel.is_set():
+                        run = start(command, cancel)
+                        running.append((run, run.steps()))
+                        continue
+                    self._emit(cancelled_before_start(rid))
+                except Exception as e:
+                    self._emit(failure(rid, e))
+                self.release(rid)
+
+        join()
+        while running:
+            for entry in list(running):
+                run, steps = entry
+                t0 = time.perf_counter()
+                try:
+                    next(steps)
+                    ended = None
+                except StopIteration:
+                    ended = run.finished
+                except Exception as e:
+                    ended = failure(run.request_id, e)
+                spent = time.perf_counter() - t0
+                for other, _ in running:
+                    if other is not run:
+                        other.waited += spent
+                if ended is not None:
+                    running.remove(entry)
+                    self._emit(ended)
+                    if run is not first:  # the loop releases the command it handed over
+                        self.release(run.request_id)
+            join()
+
     def on_start(self) -> str | None:
         """Set up on the worker thread; a message means the engine cannot run, and
         every command then fails with it."""
@@ -211,16 +295,25 @@ class CommandLoop:
                     self._emit(cancelled_before_start(rid))
                 else:
                     self.handle(command, cancel)
-            except (EngineError, SettingsError) as e:
-                self._emit(Failed(rid, str(e)))
-            except MemoryError:
-                self._emit(Failed(rid, "out of memory; try a smaller model or fewer tokens"))
             except Exception as e:
-                log.error("command %s failed:\n%s", rid, traceback.format_exc())
-                self._emit(Failed(rid, f"internal error: {type(e).__name__}: {e}"))
+                self._emit(failure(rid, e))
             finally:
-                with self._lock:
-                    self._cancel_events.pop(rid, None)
+                self.release(rid)
+
+
+def failure(rid: str, error: Exception) -> Failed:
+    """The Failed event for a command that raised: its own message for the errors a
+    request can cause, "internal error" (logged with its traceback) for the rest."""
+    if isinstance(error, (EngineError, SettingsError)):
+        return Failed(rid, str(error))
+    if isinstance(error, MemoryError):
+        return Failed(rid, "out of memory; try a smaller model or fewer tokens")
+    log.error(
+        "command %s failed:\n%s",
+        rid,
+        "".join(traceback.format_exception(type(error), error, error.__traceback__)),
+    )
+    return Failed(rid, f"internal error: {type(error).__name__}: {error}")
 
 
 def cancelled_before_start(rid: str) -> Finished:

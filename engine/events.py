@@ -32,6 +32,11 @@ class Generate:
       (edit-and-continue, replay).
     - ``prompt``: raw text, no template.
     - ``prompt_tokens``: exact token ids (replay from a chosen alternative).
+
+    ``interleave``: requests with the same non-empty group run together, alternating
+    rounds (one plain token or one verification pass each), so they stream at once;
+    each one's figures count only its own rounds. Without it requests run one after
+    the other, each with the whole machine.
     """
 
     request_id: str
@@ -46,6 +51,7 @@ class Generate:
     load: ModelSettings = field(default_factory=ModelSettings)
     tools: tuple[dict, ...] = ()  # JSON-schema tool definitions for the chat template
     context_limit: int | None = None  # a user's cap on the context window (tokens)
+    interleave: str = ""  # a group of requests that alternate rounds (compare mode)
 
 
 @dataclass(frozen=True)

@@ -3,14 +3,17 @@
 There is one verification loop (``_speculative_round``) for every drafter. Without
 a drafter (or while the adaptive policy has switched drafting off) decoding runs
 pipelined like mlx-lm's: the next step's graph is queued before the current token is
-read, so Python overhead hides behind compute. Engine thread only.
+read, so Python overhead hides behind compute. ``steps()`` pauses after every round
+(one plain token or one verification pass), so the service can alternate rounds
+between requests (compare mode's "interleave"); ``run()`` goes straight through.
+Engine thread only.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 
 import mlx.core as mx
@@ -33,7 +36,7 @@ STATS_INTERVAL_S = 0.25
 
 @dataclass
 class _Counters:
-    start: float = field(default_factory=time.perf_counter)
+    start: float = field(default_factory=time.perf_counter)  # on Generation.clock()
     prompt_done: float = 0.0
     first_token: float = 0.0
     prompt_tokens: int = 0
@@ -81,6 +84,10 @@ class Generation:
             request_id, loaded.tokenizer, settings, prompt.starts_in_thinking, emit
         )
         self.counters = _Counters()
+        # Time spent on other requests' rounds while this one was under way (interleaved
+        # runs): left out of its figures, so each is timed on its own work.
+        self.waited = 0.0
+        self.finished: Finished | None = None
         self.history: list[int] = list(prompt.token_ids)  # prompt + generated (for penalties)
         self.cache_tokens: list[int] = []  # exactly the tokens whose KV sits in the cache
         self.cache: list = []
@@ -123,7 +130,7 @@ class Generation:
     ):
         n_alt = self.settings.top_alternatives
         if self.counters.first_token == 0.0:
-            self.counters.first_token = time.perf_counter()
+            self.counters.first_token = self.clock()
         reason = self.stream.push(
             token, lp, top_ids[:n_alt], top_lps[:n_alt], ent, drafted=drafted, accepted=accepted
         )
@@ -181,16 +188,28 @@ class Generation:
         mx.eval(logits)
         self.emit(PromptProgress(self.request_id, len(todo), len(todo), reused))
         self.cache_tokens = list(ids)
-        c.prompt_done = time.perf_counter()
+        c.prompt_done = self.clock()
         all_hidden = mx.concatenate(hiddens, axis=0) if hiddens else None
         return logits[:, -1, :], all_hidden
 
     # ------------------------------------------------------------ main
 
+    def clock(self) -> float:
+        """This request's own clock: wall time less the time other requests took."""
+        return time.perf_counter() - self.waited
+
     def run(self) -> Finished:
+        for _ in self.steps():
+            pass
+        assert self.finished is not None
+        return self.finished
+
+    def steps(self) -> Iterator[None]:
+        """Generate, pausing after each round; at the end ``finished`` holds the
+        Finished event (the caller emits it)."""
         reason = "stop"
         try:
-            reason = self._run()
+            reason = yield from self._run()
         except _Cancelled:
             reason = "cancelled"
         finally:
@@ -200,7 +219,7 @@ class Generation:
         if self.cache_store is not None and self.cache:
             self.cache_store.put(self.loaded, self.cache_tokens, self.cache)
         stats = self.stats(reason)
-        return Finished(
+        self.finished = Finished(
             self.request_id,
             reason,
             self.stream.answer,
@@ -210,7 +229,7 @@ class Generation:
             tuple(self.stream.token_ids),
         )
 
-    def _run(self) -> str:
+    def _run(self) -> Generator[None, None, str]:
         logits, hidden = self._prefill()
         display, sampling_lp = self._score_rows(logits, [])
         token = self.sampler.sample(sampling_lp)
@@ -224,13 +243,14 @@ class Generation:
         reason = self._push(first, *self._rows(arrays)[0])
         last = first
         while reason is None:
+            yield
             if self.cancel.is_set():
                 return "cancelled"
             if self.drafter is None:
-                reason, last = self._plain_steps(last)
+                reason, last = yield from self._plain_steps(last)
             elif (k := self.policy.next_k()) == 0:
                 # The policy paused drafting: decode a stretch at full speed.
-                reason, last = self._plain_steps(last, self.policy.plain_tokens())
+                reason, last = yield from self._plain_steps(last, self.policy.plain_tokens())
             else:
                 reason, last = self._speculative_round(last, k)
                 self._maybe_stats()
@@ -257,7 +277,9 @@ class Generation:
         mx.async_eval(token, *arrays, *([hidden] if hidden is not None else []))
         return token, arrays, hidden
 
-    def _plain_steps(self, last: int, limit: int | None = None) -> tuple[str | None, int]:
+    def _plain_steps(
+        self, last: int, limit: int | None = None
+    ) -> Generator[None, None, tuple[str | None, int]]:
         """Decode without drafts: until finished, or for ``limit`` tokens.
 
         Pipelined: step n+1 is queued (fed the still-lazy token n) before token n
@@ -269,7 +291,7 @@ class Generation:
         want_hidden = self.drafter is not None and self.drafter.needs_hidden
         fed = [last]
         hiddens = []
-        t0 = time.perf_counter()
+        t0 = self.clock()
         self.cache_tokens.append(last)
         pending = self._plain_graph(mx.array([last]), want_hidden)
         while True:
@@ -302,19 +324,20 @@ class Generation:
                 if self.drafter is not None:
                     h = mx.concatenate(hiddens, axis=0) if hiddens else None
                     self.drafter.commit(fed, value, h)
-                self.policy.record_plain(emitted, time.perf_counter() - t0)
+                self.policy.record_plain(emitted, self.clock() - t0)
                 return None, value
             fed.append(value)
             if not ahead:
                 self.cache_tokens.append(value)
                 pending = self._plain_graph(mx.array([value]), want_hidden)
+            yield  # the next step is queued: another request's round may run meanwhile
 
     # ------------------------------------------------------------ speculation
 
     def _speculative_round(self, last: int, k: int) -> tuple[str | None, int]:
         """Draft up to k tokens, verify them in one target pass, accept, roll back."""
         c = self.counters
-        t0 = time.perf_counter()
+        t0 = self.clock()
         proposal = self.drafter.propose(last, k)[:k]
         n_drafts = len(proposal)
         q = self.drafter.draft_logprobs() if n_drafts else None
@@ -364,7 +387,7 @@ class Generation:
             if reason is not None:
                 mx.synchronize()  # let the drafter's queued work finish before we stop
                 break
-        self.policy.record_round(n_drafts, accepted, time.perf_counter() - t0)
+        self.policy.record_round(n_drafts, accepted, self.clock() - t0)
         return reason, bonus
 
     def _draft_sampling(self) -> DraftSampling | None:
@@ -419,14 +442,14 @@ class Generation:
     # ------------------------------------------------------------ stats
 
     def _maybe_stats(self) -> None:
-        now = time.perf_counter()
+        now = self.clock()
         if now - self.counters.last_stats >= STATS_INTERVAL_S:
             self.counters.last_stats = now
             self.emit(StatsEvent(self.request_id, self.stats(None)))
 
     def stats(self, finish_reason: str | None) -> GenerationStats:
         c = self.counters
-        now = time.perf_counter()
+        now = self.clock()
         n = len(self.stream.token_ids)
         prompt_time = (c.prompt_done - c.start) if c.prompt_done else 0.0
         computed = c.prompt_tokens - c.cached

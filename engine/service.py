@@ -2,7 +2,8 @@
 
 Commands go in through ``submit`` (any thread); events come out to subscribers,
 called on the engine thread. Requests run one at a time in arrival order, so
-concurrent callers queue fairly. An exception in a command becomes a ``Failed``
+concurrent callers queue fairly; generations of one ``interleave`` group (compare
+mode) run together instead, a round each in turn. An exception in a command becomes a ``Failed``
 event and the thread carries on.
 
 The CLI, the HTTP server and the desktop app all drive this same class.
@@ -180,6 +181,14 @@ class EngineService(CommandLoop):
         self._emit(Unloaded(command.request_id, tuple(removed)))
 
     def _generate(self, command: Generate, cancel: threading.Event) -> None:
+        generation = self._generation(command, cancel)
+        if command.interleave:
+            self.run_interleaved(generation, command.interleave, self._generation)
+        else:
+            self._emit(generation.run())
+
+    def _generation(self, command: Generate, cancel: threading.Event):
+        """Load what the request needs and set up its Generation (nothing run yet)."""
         from engine.drafters.policy import DraftLengthPolicy
         from engine.generate import Generation
 
@@ -199,7 +208,7 @@ class EngineService(CommandLoop):
         drafter, note = self._drafter(loaded, decoder)
         self._announce(command.request_id, command.model, loaded, drafter, note)
         policy = DraftLengthPolicy(k=decoder.draft_tokens, adaptive=decoder.adaptive)
-        generation = Generation(
+        return Generation(
             command.request_id,
             loaded,
             prompt,
@@ -211,7 +220,6 @@ class EngineService(CommandLoop):
             policy=policy,
             sampled_drafts=decoder.sampled_drafts,
         )
-        self._emit(generation.run())
 
     def _prompt(self, loaded, command: Generate):
         from engine.chat import Prompt
