@@ -33,6 +33,7 @@ from app.bridge import EngineBridge
 from app.chat.inference_controls import set_defaults
 from app.chat.pane import ChatPane
 from app.chat.prompt_box import PromptBox
+from app.compare.bar import ComparisonBar
 from app.conversations.controller import ConversationController
 from app.library.catalog import ModelCatalog
 from app.library.first_run import FirstRunPage, StarterFn, StarterImport
@@ -86,6 +87,7 @@ class MainWindow(QMainWindow):
         self.focused: ChatPane | None = None
         self.ready = False
         self._pane_numbers = 0
+        self._compare_rounds = 0
         self.setWindowTitle("Lookahead")
         self.setWindowIcon(theme.app_icon())
         self.resize(1360, 860)
@@ -169,7 +171,14 @@ class MainWindow(QMainWindow):
         cl = QVBoxLayout(chat)
         cl.setContentsMargins(12, 12, 12, 12)
         cl.setSpacing(10)
+        # Compare mode's verdict: shown once two panes answered the same prompt.
+        self.compare_bar = ComparisonBar(lambda: self.panes, chat)
+        self.compare_bar.interleave.setChecked(self.settings.values.interleave)
+        self.compare_bar.sig_interleave_changed.connect(
+            lambda on: self.settings.set("interleave", on)
+        )
         cl.addWidget(self.splitter, 1)
+        cl.addWidget(self.compare_bar)
         cl.addWidget(self.prompt)
         self.stack.addWidget(self.setup)
         self.stack.addWidget(chat)
@@ -350,10 +359,18 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------ sending
 
-    def send(self, text: str, to_all: bool) -> list[ChatPane]:
+    def send(self, text: str, to_all: bool = True) -> list[ChatPane]:
         """Send ``text`` to every pane, or to the focused one. Returns the panes that took it."""
         targets = self.panes if to_all else [self.focused or self.panes[0]]
+        group = ""
+        if len(targets) > 1 and self.compare_bar.interleave.isChecked():
+            self._compare_rounds += 1
+            group = f"compare-{self._compare_rounds}"  # the engine alternates their rounds
+        for p in targets:
+            p.interleave_group = group
         started = [p for p in targets if p.send(text)]
+        for p in targets:
+            p.interleave_group = ""
         skipped = [p.title for p in targets if p not in started]
         if skipped:
             self.statusBar().showMessage(

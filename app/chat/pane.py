@@ -83,6 +83,8 @@ class ChatPane(QFrame):
         self.request_id: str | None = None
         # How models load for this pane's requests (the app's dtype setting).
         self.load_settings = ModelSettings()
+        # Compare mode's interleave group for the next request ("" runs it on its own).
+        self.interleave_group = ""
         self._status = ""
         self._entries: list[ModelEntry] = []
         self._build()
@@ -223,6 +225,11 @@ class ChatPane(QFrame):
         self.inspector.show_token(message, index)
         self._refresh_inspector()
 
+    def show_token(self, message: Message, index: int) -> None:
+        """Inspect token ``index`` and scroll the transcript to it (compare's "Show")."""
+        self.inspect(message, index)
+        self.view.scroll_to_token(message, index)
+
     def _on_inspector_token_changed(self, message: Message | None, index: int) -> None:
         for w in self.view.message_widgets:
             w.select_token(index if w.message is message else None)
@@ -325,6 +332,7 @@ class ChatPane(QFrame):
                 thinking=settings.thinking,
                 sampling=settings.sampling.validated(),
                 decoder=settings.decoder.validated(),
+                interleave=self.interleave_group,
             )
         except SettingsError as e:
             self.transcript.fail(str(e))

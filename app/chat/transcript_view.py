@@ -148,6 +148,24 @@ class TranscriptView(QScrollArea):
     def widget_for(self, message: Message) -> MessageWidget | None:
         return next((w for w in self._widgets if w.message is message), None)
 
+    def scroll_to_token(self, message: Message, index: int) -> None:
+        """Bring token ``index`` of ``message`` into view (the message shows its tokens).
+
+        The token's height in the message is estimated from the text before it: exact
+        enough to land the token on screen in a long reply."""
+        widget = self.widget_for(message)
+        if widget is None:
+            return
+        self.widget().layout().activate()
+        text = widget.token_text if widget.tokens_mode else None
+        y = widget.y()
+        if text is not None and message.tokens:
+            before = sum(len(t.text) for t in message.tokens[:index])
+            total = max(1, sum(len(t.text) for t in message.tokens))
+            y += text.y() + int(text.height() * before / total)
+        self._stick = False
+        self.ensureVisible(0, y, 0, self.viewport().height() // 3)
+
     def _add(self, message: Message) -> None:
         widget = MessageWidget(message, self.body)
         widget.toolbar.set_actions(self.actions)

@@ -34,6 +34,7 @@ def demo_store() -> ConversationStore:
 
 
 def main_window(bridge, catalog):
+    """The whole window on the fake models; --send PROMPT compares it in both panes."""
     from app.main_window import MainWindow
 
     return MainWindow(bridge, catalog)

@@ -89,6 +89,23 @@ FAKE_MODELS = (
 )
 
 
+class _FakeRun:
+    """One scripted generation that pauses after each round (engine.command_loop's
+    Interleavable), like engine.generate.Generation."""
+
+    def __init__(self, request_id: str, body):
+        self.request_id = request_id
+        self.waited = 0.0
+        self.finished: Finished | None = None
+        self._body = body
+
+    def clock(self) -> float:
+        return time.perf_counter() - self.waited
+
+    def steps(self):
+        yield from self._body(self)
+
+
 def fake_catalog() -> ModelCatalog:
     """A catalog with two scripted models; ``refresh`` keeps them."""
 
@@ -168,6 +185,19 @@ class FakeEngineService(CommandLoop):
         )
 
     def _generate(self, cmd: Generate, cancel: threading.Event) -> None:
+        run = self._start(cmd, cancel)
+        if cmd.interleave:
+            self.run_interleaved(run, cmd.interleave, self._start)
+        else:
+            for _ in run.steps():
+                pass
+            self._emit(run.finished)
+
+    def _start(self, cmd: Generate, cancel: threading.Event) -> _FakeRun:
+        return _FakeRun(cmd.request_id, lambda run: self._steps(run, cmd, cancel))
+
+    def _steps(self, run: _FakeRun, cmd: Generate, cancel: threading.Event):
+        """The scripted reply, one verify round per step; ``run.finished`` at the end."""
         rid = cmd.request_id
         ids = render_prompt(cmd)
         # Scripted behaviour follows the newest user message only.
@@ -177,12 +207,11 @@ class FakeEngineService(CommandLoop):
         if cmd.prompt is not None:
             prompt_text = cmd.prompt
         if "/fail" in prompt_text:
-            self._emit(Failed(rid, "scripted failure: the prompt asked for one"))
-            return
+            raise EngineError("scripted failure: the prompt asked for one")
         self._load(rid, cmd.model)
         reply = after_last(ids, ROLE_MARKS["assistant"])
         prefix = fake_decode(reply or [])
-        pieces = script_after(prefix, loop="/loop" in prompt_text)
+        pieces = vary(script_after(prefix, loop="/loop" in prompt_text), cmd, prompt_text)
         cached = self._cached_prefix(ids)
         self._emit(PromptProgress(rid, len(ids), len(ids), cached))
         k = cmd.decoder.draft_tokens or 3
@@ -190,7 +219,7 @@ class FakeEngineService(CommandLoop):
         step = 1.0 / max(self.tokens_per_second, 1e-3)
         rng = random.Random(cmd.sampling.seed if cmd.sampling.seed is not None else 7)
 
-        start = time.perf_counter()
+        start = run.clock()
         ttft = 0.0
         last_stats = start
         out: list[tuple[str, str]] = []
@@ -219,21 +248,22 @@ class FakeEngineService(CommandLoop):
                 out.append((channel, text))
                 i += 1
             if not ttft:
-                ttft = time.perf_counter() - start
+                ttft = run.clock() - start
             if len(out) >= cmd.sampling.max_tokens and i < len(pieces):
                 reason = "length"
                 break
             if "/loop" in prompt_text and len(out) > 40:
                 reason = "loop"
                 break
-            now = time.perf_counter()
+            now = run.clock()
             if now - last_stats >= 0.25:
                 last_stats = now
                 stats = self._stats(
                     cmd, len(ids), len(out), now - start, ttft, drafted, accepted, rounds
                 )
                 self._emit(StatsEvent(rid, replace(stats, cached_prompt_tokens=cached)))
-        elapsed = time.perf_counter() - start
+            yield
+        elapsed = run.clock() - start
         stats = self._stats(
             cmd, len(ids), len(out), elapsed, ttft, drafted, accepted, rounds, reason
         )
@@ -243,16 +273,14 @@ class FakeEngineService(CommandLoop):
         reasoning = "".join(t for c, t in out if c == "thinking" and t != THINK_CLOSE)
         if not reply or reply == [fake_token_id(THINK_OPEN)]:
             text, reasoning = text.strip(), reasoning.strip()  # a continuation keeps its spaces
-        self._emit(
-            Finished(
-                rid,
-                reason,
-                text,
-                reasoning,
-                replace(stats, cached_prompt_tokens=cached),
-                tuple(ids),
-                tuple(generated),
-            )
+        run.finished = Finished(
+            rid,
+            reason,
+            text,
+            reasoning,
+            replace(stats, cached_prompt_tokens=cached),
+            tuple(ids),
+            tuple(generated),
         )
 
     def _cached_prefix(self, ids: list[int]) -> int:
@@ -329,6 +357,26 @@ class FakeEngineService(CommandLoop):
             else 0.0,
             finish_reason=reason,
         )
+
+
+DIVERGE_AT = 30  # where "/diverge" makes a drafting pane's answer part (index)
+
+
+def vary(pieces: list[tuple[str, str]], cmd: Generate, prompt_text: str) -> list:
+    """The script as this request tells it: sampling (temperature > 0) swaps one word,
+    a different one per request, as real draws differ; "/diverge" in the prompt swaps
+    word DIVERGE_AT of a drafting request, as a verify pass's rounding can."""
+    if cmd.sampling.temperature > 0:
+        at = random.Random(f"{cmd.sampling.seed}-{cmd.request_id}").randrange(8, 40)
+    elif "/diverge" in prompt_text and cmd.decoder.enabled:
+        at = DIVERGE_AT
+    else:
+        return pieces
+    if at >= len(pieces) or pieces[at][1] in (THINK_OPEN, THINK_CLOSE):
+        return pieces
+    channel, text = pieces[at]
+    word = next(w for w in VOCAB[1:] if w.strip() and w != text)
+    return [*pieces[:at], (channel, word), *pieces[at + 1 :]]
 
 
 def fake_api_catalog():

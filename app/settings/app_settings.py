@@ -64,6 +64,7 @@ class Settings:
     pane: PaneDefaults = field(default_factory=PaneDefaults)
     serve: ServeSettings = field(default_factory=ServeSettings)
     use_hosts: bool = False  # run the app's models across the hosts of hosts.json
+    interleave: bool = False  # compare mode: panes alternate rounds and stream at once
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -176,7 +177,7 @@ class AppSettings(QObject):
     # ------------------------------------------------------------ changing
 
     def set(self, name: str, value: Any) -> None:
-        """Change a top-level setting (theme, dtype, use_hosts), save, announce."""
+        """Change a top-level setting (theme, dtype, use_hosts, interleave), save, announce."""
         if getattr(self.values, name) == value:
             return
         self.values = replace(self.values, **{name: value}).checked()
