@@ -227,6 +227,7 @@ def test_interleave_streams_both_panes_at_once(qtbot, window, fake_service):
     assert sent[0].interleave and sent[0].interleave == sent[1].interleave
     qtbot.waitUntil(lambda: len(b.transcript.last.tokens) > 3, timeout=10000)
     assert a.busy  # pane 1 is still answering: both stream at once
+    bar.refresh()  # as the bar's next poll would
     assert bar.note.text().startswith("Interleaved")
     finish(qtbot, window)
     (row,) = bar._rows
