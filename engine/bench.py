@@ -311,11 +311,35 @@ def bench_meta(bench: Bench, args: dict) -> dict:
     }
 
 
-def measure_costs(bench: Bench, max_k: int = 4, reps: int = 9) -> dict:
-    """Seconds of a target forward over n = 1..max_k+1 tokens (what verifying k drafts
-    costs) at the context of a real prompt, and of the drafter's per-round work
-    (propose k, then commit): the terms of the speed-up formula. Each is the fastest
-    of ``reps`` timings: on a shared machine the rest is other people's load."""
+def measure_costs(bench: Bench, max_n: int = 8, reps: int = 7) -> dict:
+    """The terms of the speed-up formula, with the skinny kernel and with mx.matmul:
+    seconds of a target forward over n = 1..max_n tokens (verifying n - 1 drafts) at
+    the context of a real prompt, the drafter's round (propose k, then commit) for
+    k = 1..max_n, and from them the acceptance each k needs to break even. Each time
+    is the fastest of ``reps``: on a shared machine the rest is other people's load."""
+    from engine.native.kernel import available, kernel_info, use_kernel
+
+    kernels = []
+    for on in [True, False] if available() else [False]:
+        with use_kernel(on):
+            label = kernel_info().label
+            verify, drafter = _time_passes(bench, max_n, reps)
+        kernels.append(
+            {
+                "kernel": label,
+                "verify_s": verify,
+                "drafter_s": drafter,
+                "break_even": {
+                    k: break_even(verify[1], verify[k + 1] + drafter.get(k, 0.0), k)
+                    for k in range(1, max_n)
+                },
+            }
+        )
+    return {"kernels": kernels}
+
+
+def _time_passes(bench: Bench, max_n: int, reps: int):
+    """(t(n) for n = 1..max_n, drafter round for k = 1..max_n), in seconds."""
     from engine.drafters import create_drafter
     from engine.drafters.base import draft_ids
     from engine.kv_cache import new_cache, rollback
@@ -328,7 +352,7 @@ def measure_costs(bench: Bench, max_k: int = 4, reps: int = 9) -> dict:
     mx.eval(logits, hidden)
     token = int(mx.argmax(logits[0, -1]).item())
     verify: dict[int, float] = {}
-    for n in range(1, max_k + 2):
+    for n in range(1, max_n + 1):
         times = []
         for _ in range(reps):
             t0 = time.perf_counter()
@@ -337,40 +361,59 @@ def measure_costs(bench: Bench, max_k: int = 4, reps: int = 9) -> dict:
             times.append(time.perf_counter() - t0)
             rollback(cache, n)
         verify[n] = min(times)
-    head: dict[int, float] = {}
+    rounds: dict[int, float] = {}
     drafter, _ = create_drafter(loaded, bench.decoder)
-    if drafter is not None and drafter.needs_hidden:
-        drafter.begin(ids, hidden[0], 0)
-        for k in range(1, max_k + 1):
+    if drafter is not None:
+        needs = drafter.needs_hidden
+        drafter.begin(ids, hidden[0] if needs else None, 0)
+        for k in range(1, max_n + 1):
             times = []
             for _ in range(reps):
                 t0 = time.perf_counter()
-                drafts = draft_ids(drafter.propose(token, k))
-                drafter.commit([token], drafts[0], hidden[0, -1:])
+                drafts = draft_ids(drafter.propose(token, k)) or [token]
+                drafter.commit([token], drafts[0], hidden[0, -1:] if needs else None)
                 mx.synchronize()
                 times.append(time.perf_counter() - t0)
                 token = drafts[0]
-            head[k] = min(times)
+            rounds[k] = min(times)
         drafter.close()
-    return {"verify_s": verify, "head_round_s": head}
+    return verify, rounds
+
+
+def break_even(t1: float, t_round: float, k: int) -> float | None:
+    """The acceptance rate (each draft accepted with the same chance a) at which a
+    round of k drafts costing ``t_round`` matches plain decoding at ``t1`` a token:
+    E[tokens a round] = 1 + a + ... + a^k = t_round / t1. None: it never pays."""
+    need = t_round / t1
+    if need <= 1:
+        return 0.0
+    if need >= k + 1:
+        return None
+    lo, hi = 0.0, 1.0
+    for _ in range(60):
+        a = (lo + hi) / 2
+        if sum(a**i for i in range(k + 1)) < need:
+            lo = a
+        else:
+            hi = a
+    return (lo + hi) / 2
 
 
 def format_costs(costs: dict) -> str:
-    v, h = costs["verify_s"], costs["head_round_s"]
     lines = [
         "",
-        "costs (fastest of several): target forward over n tokens; drafter round (propose k + commit)",
+        "costs (fastest of several): t(n) = target forward over n tokens; d(k) = drafter "
+        "round (propose k + commit);",
+        "break-even = the acceptance a round of k drafts needs to match plain decoding",
     ]
-    lines.append("  n tokens  " + " ".join(f"{n:>7}" for n in v))
-    lines.append("  forward ms" + " ".join(f"{1000 * t:>7.1f}" for t in v.values()))
-    if h:
-        lines.append("  k drafts  " + " ".join(f"{k:>7}" for k in h))
-        lines.append("  head ms   " + " ".join(f"{1000 * t:>7.1f}" for t in h.values()))
-        t1 = v[1]
-        for k, th in h.items():
-            # Break-even acceptance at k = 1: (1 + a) t(1) = t(2) + head.
-            if k == 1:
-                need = (v[2] + th) / t1 - 1
-                lines.append(f"  k = 1 pays off above {need:.0%} acceptance; "
-                             f"at 100% it gives {2 * t1 / (v[2] + th):.2f}x")  # fmt: skip
+    for entry in costs["kernels"]:
+        v, d, b = entry["verify_s"], entry["drafter_s"], entry["break_even"]
+        lines.append(f"  {entry['kernel']}")
+        lines.append("    n or k      " + " ".join(f"{n:>6}" for n in v))
+        lines.append("    t(n) ms     " + " ".join(f"{1000 * t:>6.1f}" for t in v.values()))
+        lines.append("    t(n)/t(1)   " + " ".join(f"{t / v[1]:>6.2f}" for t in v.values()))
+        if d:
+            lines.append("    d(k) ms     " + " ".join(f"{1000 * t:>6.1f}" for t in d.values()))
+            shown = ["never" if a is None else f"{a:.0%}" for a in b.values()]
+            lines.append("    break-even  " + " ".join(f"{x:>6}" for x in shown))
     return "\n".join(lines)

@@ -120,10 +120,7 @@ class Generation:
 
     def _record_arrays(self, display: mx.array, chosen: mx.array):
         """Lazy arrays for the per-token records of each row."""
-        k = max(1, self.settings.top_alternatives)
-        top_ids, top_lps = smp.top_alternatives(display, k)
-        chosen_lp = mx.take_along_axis(display, chosen.reshape(-1, 1), axis=-1)[:, 0]
-        return chosen_lp, top_ids, top_lps, smp.entropy(display)
+        return smp.token_records(display, chosen, max(1, self.settings.top_alternatives))
 
     def _push(
         self, token: int, lp: float, top_ids, top_lps, ent: float, drafted=False, accepted=False

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from functools import lru_cache
 
 import mlx.core as mx
 
@@ -75,6 +76,23 @@ def top_alternatives(logprobs: mx.array, k: int) -> tuple[mx.array, mx.array]:
     vals = mx.take_along_axis(logprobs, idx, axis=-1)
     order = mx.argsort(-vals, axis=-1)
     return mx.take_along_axis(idx, order, axis=-1), mx.take_along_axis(vals, order, axis=-1)
+
+
+@lru_cache(maxsize=32)
+def _compiled_records(k: int):
+    def records(display: mx.array, chosen: mx.array):
+        top_ids, top_lps = top_alternatives(display, k)
+        chosen_lp = mx.take_along_axis(display, chosen.reshape(-1, 1), axis=-1)[:, 0]
+        return chosen_lp, top_ids, top_lps, entropy(display)
+
+    return mx.compile(records)
+
+
+def token_records(display: mx.array, chosen: mx.array, k: int):
+    """Lazy (chosen logprob, top-k ids, top-k logprobs, entropy) for each row of (N, V)
+    display logprobs. Compiled: a step's dozen small ops become one call and fused
+    kernels, which is most of what a record costs on a small model."""
+    return _compiled_records(k)(display, chosen)
 
 
 class Sampler:

@@ -36,7 +36,7 @@ def test_bench_cli_writes_table_json_and_chart(tmp_path, capsys) -> None:
     )  # fmt: skip
     printed = capsys.readouterr().out
     assert code == 0, printed
-    assert "tok/s off" in printed and "rep" in printed and "forward ms" in printed
+    assert "tok/s off" in printed and "rep" in printed and "t(n) ms" in printed
     (result,) = out.glob("bench-*.json")
     data = json.loads(result.read_text())
     (summary,) = data["summary"]
@@ -45,7 +45,9 @@ def test_bench_cli_writes_table_json_and_chart(tmp_path, capsys) -> None:
     assert summary["tps_off"] > 0 and summary["tps_on"] > 0
     runs = data["runs"]
     assert [r["decoder"] for r in runs] == [False, True, True, False]  # alternating order
-    assert data["meta"]["costs"]["verify_s"]
+    (costs, *_) = data["meta"]["costs"]["kernels"]
+    assert len(costs["verify_s"]) == 8 and len(costs["drafter_s"]) == 8
+    assert "break-even" in printed
     png = result.with_suffix(".png")
     assert png.read_bytes()[:4] == b"\x89PNG"
 
@@ -53,3 +55,11 @@ def test_bench_cli_writes_table_json_and_chart(tmp_path, capsys) -> None:
 def test_bench_refuses_decoder_none(tmp_path) -> None:
     model = make_tiny_model(tmp_path / "tiny", seed=1)
     assert main(["bench", "--model", str(model), "--decoder", "none"]) == 2
+
+
+def test_break_even_acceptance() -> None:
+    assert B.break_even(1.0, 0.9, 2) == 0.0  # cheaper than a plain step: always pays
+    assert B.break_even(1.0, 3.5, 2) is None  # three tokens a round cannot pay 3.5 steps
+    assert abs(B.break_even(1.0, 1.5, 1) - 0.5) < 1e-9  # 1 + a = 1.5
+    a = B.break_even(2.0, 3.5, 2)  # 1 + a + a^2 = 1.75
+    assert abs(1 + a + a * a - 1.75) < 1e-9
