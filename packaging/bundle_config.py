@@ -55,6 +55,11 @@ HIDDEN_IMPORTS = (
     "jinja2",
     "tokenizers",
     "transformers",
+    "mcp.client.session",  # engine/mcp/client.py imports the SDK only when a server starts
+    "mcp.client.stdio",
+    "mcp.client.streamable_http",
+    "mcp.shared._httpx_utils",
+    "jsonschema",  # tool arguments are checked against their schema before a call
 )
 # Packages that carry non-Python files they read at run time.
 DATA_PACKAGES = ("resources", "mlx_lm", "pyqtgraph")
