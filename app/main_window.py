@@ -42,6 +42,7 @@ from app.serve.page import ServePage
 from app.settings.app_settings import AppSettings
 from app.settings.page import SettingsPage
 from app.sidebar import Sidebar
+from app.tool_servers import ToolServerHost
 from app.widgets import IconButton
 from engine.settings import ModelSettings
 from engine.storage import ConversationStore, StorageError
@@ -240,7 +241,9 @@ class MainWindow(QMainWindow):
         self.serve_page = ServePage(self.bridge, self.settings, self._api_catalog, parent)
         self.models_page.sig_library_changed.connect(self.serve_page.refresh_models)
         self.sidebar.add_section("serve", "Serve", "serve")
-        self.settings_page = SettingsPage(self.settings, parent)
+        self.tool_servers = ToolServerHost(parent=self)
+        self.settings_page = SettingsPage(self.settings, parent, self.tool_servers)
+        QTimer.singleShot(0, self.tool_servers.start_enabled)  # mcp.json's enabled servers
         self.sidebar.add_section("settings", "Settings", "settings")
         self.controller.sig_conversations_changed.connect(chats.refresh_soon)
         self.controller.sig_conversations_changed.connect(self._refresh_title)
@@ -494,4 +497,5 @@ class MainWindow(QMainWindow):
         if self.sidebar is not None:
             self.models_page.shutdown()  # downloads stop; their bytes stay for a resume
             self.serve_page.shutdown()  # open API streams end, the port is released
+            self.tool_servers.close()  # MCP server processes end with the app
         super().closeEvent(event)

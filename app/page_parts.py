@@ -46,6 +46,9 @@ PAGE_QSS = Template("""
             border-bottom: 1px solid $border; padding: 4px 6px; font-size: 11px;
             font-weight: 600; }
 #LogTable::item { padding: 2px 6px; border-bottom: 1px solid $border; }
+#Badge[kind="success"] { color: $success; }
+#Badge[kind="danger"] { color: $danger; }
+#Badge[kind="info"] { color: $info; }
 #HostTable { background: $surface2; border: 1px solid $border; border-radius: 8px;
              gridline-color: $border; }
 #HostTable QHeaderView::section { background: transparent; color: $muted; border: none;

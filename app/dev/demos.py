@@ -211,11 +211,16 @@ def serve_page(bridge, catalog):
 
 
 def settings_page(bridge, catalog):
-    """The Settings page."""
+    """The Settings page, with the MCP servers of this home's mcp.json running."""
     from app.settings.app_settings import AppSettings
     from app.settings.page import SettingsPage
+    from app.tool_servers import ToolServerHost
 
-    return SettingsPage(AppSettings())
+    host = ToolServerHost()
+    page = SettingsPage(AppSettings(), tool_servers=host)
+    host.setParent(page)
+    host.start_enabled()
+    return page
 
 
 DEMOS: dict[str, Factory] = {

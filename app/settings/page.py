@@ -1,5 +1,5 @@
 """The Settings section: theme, what new panes start with, how models load on CPU,
-where the app keeps its data, and the Distributed hosts.
+where the app keeps its data, the Distributed hosts, and the MCP tool servers.
 
 Every change is saved at once in AppSettings (settings.json); the main window applies
 the pane defaults and the dtype to its panes when ``AppSettings.sig_changed`` says
@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
 from app import theme
 from app.page_parts import Card, page_qss, page_title
 from app.settings.app_settings import AppSettings, apply_theme_setting, settings_path
+from app.tool_servers import ToolServerHost
 from app.widgets import ElidedLabel
 from engine import paths
 
@@ -79,9 +80,15 @@ def segments(
 class SettingsPage(QWidget):
     """Appearance, new panes, model loading, data locations, Distributed."""
 
-    def __init__(self, settings: AppSettings, parent: QWidget | None = None):
+    def __init__(
+        self,
+        settings: AppSettings,
+        parent: QWidget | None = None,
+        tool_servers: ToolServerHost | None = None,
+    ):
         super().__init__(parent)
         self.settings = settings
+        self.tool_servers = tool_servers
         self._build()
         self._load()
         settings.sig_changed.connect(self._on_settings_changed)
@@ -168,6 +175,14 @@ class SettingsPage(QWidget):
         self.distributed = DistributedSettings(self.settings, self.distributed_card)
         self.distributed_card.body.addWidget(self.distributed)
 
+        self.tools_card: Card | None = None
+        if self.tool_servers is not None:
+            from app.settings.tool_servers import ToolServerSettings
+
+            self.tools_card = Card("Tools", "MCP servers for the chat", self)
+            self.tools = ToolServerSettings(self.tool_servers, self.tools_card)
+            self.tools_card.body.addWidget(self.tools)
+
         left = QVBoxLayout()
         left.setSpacing(14)
         for card in (look, panes, loading):
@@ -177,6 +192,8 @@ class SettingsPage(QWidget):
         right.setSpacing(14)
         right.addWidget(places)
         right.addWidget(self.distributed_card)
+        if self.tools_card is not None:
+            right.addWidget(self.tools_card)
         right.addStretch(1)
         columns = QHBoxLayout()
         columns.setSpacing(14)

@@ -87,6 +87,9 @@ class ToolServers:
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._conns: dict[str, Connection] = {}
+        # Connections asked to stop (replaced by a restart, or stopped) that may still
+        # be closing: close() waits for them too, so the loop never stops under one.
+        self._ending: list[Connection] = []
         self._status: dict[str, ServerStatus] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -175,6 +178,8 @@ class ToolServers:
                 return ServerStatus(config.name, "failed", error="the tool servers are closed")
             old = self._conns.get(config.name)
             self._conns[config.name] = conn
+            if old is not None:
+                self._ending_add(old)
             status = ServerStatus(config.name, "starting", log_path=str(log_path or ""))
             self._status[config.name] = status
             self._changed.notify_all()
@@ -197,6 +202,8 @@ class ToolServers:
         self._off_loop("stop")
         with self._changed:
             conn = self._conns.pop(name, None)
+            if conn is not None:
+                self._ending_add(conn)
             if name in self._status:
                 self._status[name] = ServerStatus(name, "stopped")
                 self._changed.notify_all()
@@ -211,14 +218,19 @@ class ToolServers:
                     self.on_status(status)
         return status
 
+    def _ending_add(self, conn: Connection) -> None:
+        """Call with the lock held."""
+        self._ending = [c for c in self._ending if not c.finished.is_set()] + [conn]
+
     def close(self) -> None:
         """Stop every server, then the loop thread. Idempotent."""
         self._off_loop("close")
         with self._changed:
             if self._closed:
                 return
-            conns = list(self._conns.values())
+            conns = list(self._conns.values()) + self._ending
             self._conns.clear()
+            self._ending = []
             self._closed = True
             changed = [n for n, s in self._status.items() if s.state != "stopped"]
             for name in changed:
