@@ -97,6 +97,7 @@ class MainWindow(QMainWindow):
             store, store_notice = open_store()
         self.store = store
         self.controller: ConversationController | None = None
+        self.tool_servers: ToolServerHost | None = None  # with the sidebar (Settings)
         if store is not None:
             self.controller = ConversationController(store, bridge, self, self)
         self._build()
@@ -290,6 +291,7 @@ class MainWindow(QMainWindow):
             template = self.panes[-1].controls.settings()
             pane.controls.set_settings(template)
             pane.controls.set_decoder_enabled(not template.decoder.enabled)
+            pane.tools_button.setChecked(self.panes[-1].tools_on)
         pane.sig_close_requested.connect(lambda p=pane: self.remove_pane(p))
         pane.sig_activated.connect(lambda p=pane: self.set_focused(p))
         pane.sig_busy_changed.connect(self._on_pane_busy_changed)
@@ -297,6 +299,7 @@ class MainWindow(QMainWindow):
         pane.sig_notice.connect(self._on_pane_notice)
         pane.controls.sig_changed.connect(self._sync_served_model)
         pane.load_settings = ModelSettings(self.settings.dtype)
+        pane.tool_servers = self.tool_servers
         self.splitter.addWidget(pane)
         self.panes.append(pane)
         if self.controller is not None:
@@ -497,5 +500,6 @@ class MainWindow(QMainWindow):
         if self.sidebar is not None:
             self.models_page.shutdown()  # downloads stop; their bytes stay for a resume
             self.serve_page.shutdown()  # open API streams end, the port is released
+        if self.tool_servers is not None:
             self.tool_servers.close()  # MCP server processes end with the app
         super().closeEvent(event)

@@ -43,6 +43,8 @@ class ToolServerHost(QObject):
         self.path = path
         self.config: McpConfig = read_config(path)
         self._servers: ToolServers | None = None
+        # Servers whose tools run without asking ("Always allow"), until the app quits.
+        self.always_allowed: set[str] = set()
 
     @property
     def servers(self) -> ToolServers:
@@ -53,6 +55,19 @@ class ToolServerHost(QObject):
 
     def status(self, name: str) -> ServerStatus | None:
         return self._servers.status(name) if self._servers is not None else None
+
+    def tool_definitions(self) -> list[dict]:
+        """The ready servers' tools as functions for a chat template ([] when none)."""
+        return self._servers.tool_definitions() if self._servers is not None else []
+
+    def server_of(self, function_name: str) -> str:
+        """The server behind a function name the model called ("" if none has it)."""
+        tool = self._servers.resolve(function_name) if self._servers is not None else None
+        return tool.server if tool is not None else ""
+
+    def call(self, function_name: str, arguments, timeout_s: float = 60.0):
+        """Run a tool (blocking: call it off the GUI thread); an error is a result."""
+        return self.servers.call_function(function_name, arguments, timeout_s)
 
     def reload(self) -> McpConfig:
         self.config = read_config(self.path)

@@ -107,7 +107,8 @@ class MessageToolbar(QWidget):
         self.continue_button.setVisible(can and reply and message.finish_reason in CONTINUABLE)
         self.retry_button.setVisible(can and reply)
         self.clone_button.setVisible(can)
-        self.setVisible(any(not b.isHidden() for b in self._buttons()))
+        # A tool's result is the tool's, not the user's to edit or copy as a turn.
+        self.setVisible(message.role != "tool" and any(not b.isHidden() for b in self._buttons()))
 
     def _buttons(self) -> list[QWidget]:
         return [

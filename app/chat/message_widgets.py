@@ -29,6 +29,7 @@ from app.chat.message_toolbar import MessageToolbar
 from app.chat.pane_model import Message
 from app.chat.prose_widgets import ProseLabel, StreamingProse
 from app.chat.token_text import TokenText, mean_surprise
+from app.chat.tool_blocks import ToolCallsBox, ToolResultBlock
 from app.widgets import AutoHeightTextEdit, CopyButton, IconButton, Tag
 
 CURSOR = " \u258d"  # a block cursor after streaming text
@@ -164,6 +165,8 @@ class MessageWidget(QWidget):
     """Generate this reply again as a new version."""
     sig_clone = Signal()
     """Clone the conversation up to this message into a new pane."""
+    sig_tool_decision = Signal(str, str)
+    """The user answered a tool call of this reply: (call id, once | always | deny)."""
 
     def __init__(self, message: Message, parent: QWidget | None = None):
         super().__init__(parent)
@@ -187,6 +190,8 @@ class MessageWidget(QWidget):
         self.toolbar.sig_clone.connect(self.sig_clone)
         if message.role == "user":
             self._build_user()
+        elif message.role == "tool":
+            self._build_tool()
         else:
             self._build_assistant()
 
@@ -214,6 +219,15 @@ class MessageWidget(QWidget):
         limit = max(160, int(self.width() * 0.78) - 28)
         self.user_text.setFixedWidth(min(natural + 4, limit))
 
+    # ------------------------------------------------------------ tool result
+
+    def _build_tool(self) -> None:
+        self.result = ToolResultBlock(self)
+        self.result.body.setFont(theme.mono_font())
+        self._layout.setContentsMargins(18, 2, 18, 2)
+        self._layout.addWidget(self.result)
+        self.toolbar.hide()
+
     # ------------------------------------------------------------ assistant
 
     def _build_assistant(self) -> None:
@@ -225,6 +239,10 @@ class MessageWidget(QWidget):
         self.body.setContentsMargins(0, 0, 0, 0)
         self.body.setSpacing(10)
         self._layout.addWidget(self.body_box)
+        self.calls = ToolCallsBox(self)
+        self.calls.sig_decision.connect(self.sig_tool_decision)
+        self.calls.hide()
+        self._layout.addWidget(self.calls)
         self.status = QLabel(self)
         self.status.setObjectName("MessageMeta")
         self.status.setWordWrap(True)
@@ -273,10 +291,14 @@ class MessageWidget(QWidget):
             m.branch,
             self.tokens_mode,
             self.selected_token,
+            tuple(c.get("state") for c in m.settings.get("tool_calls") or ()),
         )
         if sig == self._signature or self.editor is not None:
             return
         self._signature = sig
+        if m.role == "tool":
+            self.result.set_result(m.content, m.settings.get("tool") or {})
+            return
         self.toolbar.update_for(m)
         if m.role == "user":
             if self.user_text.text() != m.content:
@@ -291,6 +313,7 @@ class MessageWidget(QWidget):
             self.body_box.show()
             self._update_thinking(m)
             self._update_body(m, highlight)
+        self.calls.set_calls(list(m.settings.get("tool_calls") or ()))
         self.status.setText(status)
         self.status.setVisible(bool(status) and m.streaming)
         self.error.setVisible(bool(m.error))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import replace
+from pathlib import Path
 
 from PySide6.QtCore import QEvent, QObject, Qt, Signal
 from PySide6.QtWidgets import (
@@ -34,13 +35,36 @@ from app.chat.styles import pane_qss
 from app.chat.token_inspector import TokenInspector
 from app.chat.transcript_view import TranscriptView
 from app.library.catalog import ModelEntry
+from app.tasks import run_blocking
 from app.widgets import IconButton
+from engine import chat_tools
 from engine.chat import DEFAULT_THINK_TAGS
 from engine.events import Finished, Generate, GenerationStats, LoadProgress, ModelLoaded
 from engine.settings import ModelSettings, SettingsError
 
 _request_ids = itertools.count(1)
 INSPECTOR_WIDTH = 276
+
+
+class _ToolRun(QObject):
+    """One tool call on a worker thread; its result comes back to the pane."""
+
+    def __init__(self, pane: ChatPane, message: Message, call: dict):
+        super().__init__(pane)
+        self.pane, self.message, self.call = pane, message, call
+
+    def start(self, host) -> None:
+        name, arguments = self.call["name"], self.call.get("arguments", {})
+        run_blocking(lambda: host.call(name, arguments), self._on_worker_done, self._on_failed)
+
+    def _on_worker_done(self, result) -> None:
+        self.pane._tool_done(self.message, self.call, result)
+        self.deleteLater()
+
+    def _on_failed(self, exc: BaseException) -> None:
+        from engine.mcp import ToolResult
+
+        self._on_worker_done(ToolResult(f"the tool could not run: {exc}", True, 0.0))
 
 
 class ChatPane(QFrame):
@@ -71,6 +95,10 @@ class ChatPane(QFrame):
     """Generate a reply again as a new version (Message)."""
     sig_clone_requested = Signal(object)
     """Clone the conversation up to a message into a new pane (Message)."""
+    sig_tool_calls_changed = Signal(object)
+    """A reply's tool calls were found or answered (Message): save its text and calls."""
+    sig_tool_result = Signal(object)
+    """A tool's result was added to the transcript (a "tool" Message): save it."""
 
     def __init__(self, bridge: EngineBridge, title: str = "Pane", parent: QWidget | None = None):
         super().__init__(parent)
@@ -85,6 +113,12 @@ class ChatPane(QFrame):
         self.load_settings = ModelSettings()
         # Compare mode's interleave group for the next request ("" runs it on its own).
         self.interleave_group = ""
+        # MCP tools (app.tool_servers.ToolServerHost, set by the window) and the tool
+        # round in progress: how the current request offered them, rounds in a row.
+        self.tool_servers = None
+        self._tool_turn: chat_tools.ToolTurn | None = None
+        self._tool_rounds = 0
+        self._tools_running = 0
         self._status = ""
         self._entries: list[ModelEntry] = []
         self._build()
@@ -130,6 +164,13 @@ class ChatPane(QFrame):
         )
         self.highlight_button.setCheckable(True)
         self.highlight_button.toggled.connect(lambda _on: self._sync_view())
+        self.tools_button = IconButton(
+            "tool",
+            "Tools: let the model call the MCP servers' tools (Settings \u203a Tools)",
+            self.header,
+        )
+        self.tools_button.setCheckable(True)
+        self.tools_button.toggled.connect(self._on_tools_toggled)
         self.settings_button = IconButton("settings", "Inference controls", self.header)
         self.settings_button.setCheckable(True)
         self.settings_button.toggled.connect(self.show_controls)
@@ -148,6 +189,7 @@ class ChatPane(QFrame):
         hl.addWidget(self.live)
         hl.addWidget(self.stop_button)
         hl.addWidget(self.highlight_button)
+        hl.addWidget(self.tools_button)
         hl.addWidget(self.settings_button)
         hl.addWidget(self.close_button)
 
@@ -159,6 +201,7 @@ class ChatPane(QFrame):
         self.view.sig_continue.connect(self.sig_continue_requested)
         self.view.sig_retry.connect(self.sig_retry_requested)
         self.view.sig_clone.connect(self.sig_clone_requested)
+        self.view.sig_tool_decision.connect(self.answer_tool_call)
         self.inspector = TokenInspector(self)
         self.inspector.setFixedWidth(INSPECTOR_WIDTH)
         self.inspector.hide()
@@ -304,7 +347,7 @@ class ChatPane(QFrame):
 
     @property
     def busy(self) -> bool:
-        return self.request_id is not None
+        return self.request_id is not None or self._tools_running > 0
 
     def new_request_id(self) -> str:
         return f"{self.title.lower().replace(' ', '-')}-{next(_request_ids)}"
@@ -314,25 +357,29 @@ class ChatPane(QFrame):
         if self.busy or not text.strip() or self.model_entry() is None:
             return False
         self.transcript.add_user(text.strip())
+        self._tool_rounds = 0
         return self.ask()
 
     def ask(self) -> bool:
         """Ask for a reply to the transcript as it is (its last message is the user's)."""
         entry = self.model_entry()
         last = self.transcript.last
-        if self.busy or entry is None or last is None or last.role != "user":
+        if self.busy or entry is None or last is None or last.role not in ("user", "tool"):
             return False
         settings = self.controls.settings()
+        messages = self.transcript.chat_messages(settings.system_prompt)
         self.transcript.start_assistant(entry.id, settings.to_dict())
         try:
+            messages, offered = self._with_tools(entry, messages)
             command = Generate(
                 request_id=self.new_request_id(),
                 model=entry.id,
-                messages=self.transcript.chat_messages(settings.system_prompt),
+                messages=messages,
                 thinking=settings.thinking,
                 sampling=settings.sampling.validated(),
                 decoder=settings.decoder.validated(),
                 interleave=self.interleave_group,
+                **offered,
             )
         except SettingsError as e:
             self.transcript.fail(str(e))
@@ -423,6 +470,7 @@ class ChatPane(QFrame):
         if rid != self.request_id:
             return
         self.transcript.finish(ev)
+        calls = self._read_tool_calls()
         if ev.stats is not None:
             self._show_context(ev.stats.prompt_tokens + ev.stats.generation_tokens)
         self._show_metrics()
@@ -430,6 +478,8 @@ class ChatPane(QFrame):
         self._status = ""
         self._sync_view()
         self._end_request()
+        if calls:
+            self._run_allowed_calls(self.transcript.last)
 
     def _on_bridge_failed(self, rid: str, message: str) -> None:
         if rid != self.request_id:
@@ -472,6 +522,155 @@ class ChatPane(QFrame):
         self.context_meter.setToolTip(f"Context: {used:,} tokens{share}, prompt and reply")
         full = bool(size) and used >= 0.9 * size
         theme.set_property(self.context_meter, "warn", full)
+
+    # ------------------------------------------------------------ tools (MCP)
+
+    @property
+    def tools_on(self) -> bool:
+        """The pane offers the MCP servers' tools to its model."""
+        return self.tools_button.isChecked()
+
+    def _on_tools_toggled(self, on: bool) -> None:
+        host = self.tool_servers
+        if on and (host is None or not host.config.enabled):
+            self.sig_notice.emit(
+                f"{self.title}: there is no tool server yet; add one in Settings \u203a Tools."
+            )
+
+    def _with_tools(self, entry: ModelEntry, messages) -> tuple[tuple, dict]:
+        """The request's messages and Generate fields with the tools offered, when the
+        pane's Tools switch is on and a server has some."""
+        self._tool_turn = None
+        defs = self.tool_servers.tool_definitions() if self.tool_servers else []
+        offer = self.tools_button.isChecked() and bool(defs)
+        if not offer and not any(m.role == "tool" for m in messages):
+            return messages, {}
+        # Earlier calls and results are written in the model's format even when no tool
+        # is offered now (the switch is off, or the server has gone).
+        folder = Path(entry.path) if entry.path else None
+        turn = chat_tools.prepare(folder, entry.id, messages, defs if offer else [])
+        if offer:
+            self._tool_turn = turn
+        return turn.messages, {"tools": turn.template_tools, "continue_final": turn.continue_final}
+
+    def _read_tool_calls(self) -> list[dict]:
+        """The calls in the reply that just finished, kept on it as pending."""
+        msg, turn = self.transcript.last, self._tool_turn
+        self._tool_turn = None
+        if turn is None or msg is None or msg.role != "assistant" or msg.error:
+            return []
+        visible, found = chat_tools.reply_calls(turn, msg.content)
+        if not found:
+            return []
+        host = self.tool_servers
+        calls = [
+            {
+                "id": c.id,
+                "name": c.name,
+                "server": host.server_of(c.name) if host else "",
+                "arguments": c.arguments,
+                "text": chat_tools.history_text(turn, c.name, c.arguments),
+                "state": "pending",
+            }
+            for c in found
+        ]
+        msg.content = visible
+        msg.settings = {**msg.settings, "tool_calls": calls}
+        self.transcript.changed()
+        self.sig_tool_calls_changed.emit(msg)
+        return calls
+
+    def _answerable(self, message: Message) -> bool:
+        """Calls can be answered while their reply is the last one (results follow it)."""
+        msgs = self.transcript.messages
+        if not any(m is message for m in msgs):
+            return False
+        after = msgs[self.transcript.index_of(message) + 1 :]
+        return all(m.role == "tool" for m in after) and self.request_id is None
+
+    def _run_allowed_calls(self, message: Message | None) -> None:
+        host = self.tool_servers
+        if message is None or host is None:
+            return
+        for call in message.settings.get("tool_calls") or ():
+            if call["state"] == "pending" and call.get("server") in host.always_allowed:
+                self.answer_tool_call(message, call["id"], "once")
+
+    def answer_tool_call(self, message: Message, call_id: str, decision: str) -> None:
+        """Run a tool call ("once", "always" for its server too) or refuse it ("deny")."""
+        calls = message.settings.get("tool_calls") or []
+        call = next((c for c in calls if c["id"] == call_id), None)
+        if call is None or call["state"] != "pending":
+            return
+        if not self._answerable(message):
+            self.sig_notice.emit(f"{self.title}: that tool call belongs to an earlier turn.")
+            return
+        if decision == "deny":
+            call["state"] = "denied"
+            self._add_result(message, call, "The user did not allow this tool call.", True, 0.0)
+            return
+        host = self.tool_servers
+        if host is None:
+            return
+        if decision == "always" and call.get("server"):
+            host.always_allowed.add(call["server"])
+        call["state"] = "running"
+        self._tools_running += 1
+        self.transcript.changed()
+        self._sync_view()
+        self.sig_busy_changed.emit(True)
+        self._refresh_header()
+        _ToolRun(self, message, call).start(host)
+        if decision == "always":
+            self._run_allowed_calls(message)
+
+    def _tool_done(self, message: Message, call: dict, result) -> None:
+        self._tools_running -= 1
+        call["state"] = "done"
+        self._add_result(
+            message, call, result.text, result.is_error, result.duration_s, result.truncated
+        )
+        if not self.busy:
+            self.sig_busy_changed.emit(False)
+            self._refresh_header()
+
+    def _add_result(
+        self,
+        message: Message,
+        call: dict,
+        text: str,
+        is_error: bool,
+        seconds: float,
+        truncated: bool = False,
+    ) -> None:
+        tool = {
+            "call_id": call["id"],
+            "name": call["name"],
+            "server": call.get("server", ""),
+            "arguments": call.get("arguments", {}),
+            "duration_s": round(seconds, 4),
+            "is_error": is_error,
+            "truncated": truncated,
+        }
+        result = Message("tool", text, model=message.model, settings={"tool": tool})
+        self.transcript.messages.append(result)
+        self.transcript.changed()
+        self.sig_tool_calls_changed.emit(message)
+        self.sig_tool_result.emit(result)
+        self._sync_view()
+        if all(c["state"] in ("done", "denied") for c in message.settings["tool_calls"]):
+            self._continue_after_tools()
+
+    def _continue_after_tools(self) -> None:
+        """Every call of the reply is answered: the model carries on from the results."""
+        if self._tool_rounds >= chat_tools.MAX_TOOL_ROUNDS:
+            self.sig_notice.emit(
+                f"{self.title}: stopped after {chat_tools.MAX_TOOL_ROUNDS} tool rounds in a "
+                "row; send a message to carry on."
+            )
+            return
+        self._tool_rounds += 1
+        self.ask()
 
     # ------------------------------------------------------------ header
 

@@ -63,6 +63,12 @@ class Message:
         reason = stored.finish_reason
         if stored.role == "assistant" and reason is None:
             reason = "interrupted"
+        settings = dict(stored.settings)
+        if settings.get("tool_calls"):  # a call cut off by a quit can be answered again
+            settings["tool_calls"] = [
+                {**c, "state": "pending" if c.get("state") == "running" else c.get("state")}
+                for c in settings["tool_calls"]
+            ]
         return cls(
             role=stored.role,
             content=stored.content,
@@ -72,7 +78,7 @@ class Message:
             finish_reason=reason,
             error=stored.error,
             stats=dict(stored.stats),
-            settings=dict(stored.settings),
+            settings=settings,
             created=stored.created,
             id=stored.id,
             branch=branch,
@@ -200,9 +206,12 @@ class PaneTranscript:
                 break
             if m.role == "assistant" and (m.finish_reason == "error" or m.streaming):
                 continue
-            if m.role == "assistant" and not m.content and not m.reasoning:
+            calls = m.settings.get("tool_calls") or () if m.role == "assistant" else ()
+            if m.role == "assistant" and not m.content and not m.reasoning and not calls:
                 continue
-            out.append(ChatMessage(m.role, m.content, m.reasoning))
+            # A reply's tool calls go back as the model wrote them; results follow it.
+            content = "\n".join([m.content] * bool(m.content) + [c["text"] for c in calls])
+            out.append(ChatMessage(m.role, content, m.reasoning))
         return tuple(out)
 
     def to_dict(self) -> dict[str, Any]:

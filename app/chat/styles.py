@@ -25,6 +25,10 @@ _PANE = Template(
 #AltFigure { color: $muted; font-size: 11px; }
 #Tag[kind="interrupted"] { color: $warning; }
 #Tag[kind="edited"] { color: $info; }
+#ToolBlock { background: $surface2; border: 1px solid $border; border-radius: 10px; }
+#ToolBlock[error="true"] { border-color: $danger; }
+#ToolTitle { font-weight: 600; }
+#ToolArgs, #ToolResult { color: $muted; }
 """
 )
 

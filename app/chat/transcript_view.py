@@ -83,6 +83,8 @@ class TranscriptView(QScrollArea):
     """Generate a reply again as a new version (Message)."""
     sig_clone = Signal(object)
     """Clone the conversation up to a message into a new pane (Message)."""
+    sig_tool_decision = Signal(object, str, str)
+    """A tool call of a reply was answered: (Message, call id, once | always | deny)."""
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -176,6 +178,7 @@ class TranscriptView(QScrollArea):
         widget.sig_continue.connect(lambda: self.sig_continue.emit(m))
         widget.sig_retry.connect(lambda: self.sig_retry.emit(m))
         widget.sig_clone.connect(lambda: self.sig_clone.emit(m))
+        widget.sig_tool_decision.connect(lambda c, d: self.sig_tool_decision.emit(m, c, d))
         self._layout.insertWidget(self._layout.count() - 1, widget)
         self._widgets.append(widget)
         if message.role == "user":

@@ -52,9 +52,12 @@ class Run:
         """The run of a pane whose transcript ends with a reply to a user message."""
         if len(messages) < 2 or messages[-1].role != "assistant":
             return None
-        reply, before = messages[-1], messages[:-1]
-        if before[-1].role != "user":
+        reply = messages[-1]
+        # The prompt is the last user turn: tool calls and results may come after it.
+        asked = max((i for i, m in enumerate(messages) if m.role == "user"), default=-1)
+        if asked < 0:
             return None
+        before = messages[: asked + 1]
         raw = reply.settings or {}
         sampling = raw.get("sampling") if isinstance(raw.get("sampling"), dict) else raw
         settings = {k: sampling[k] for k in _SAMPLING_KEYS if k in sampling}

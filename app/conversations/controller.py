@@ -104,7 +104,10 @@ class ConversationController(QObject):
         pane.sig_continue_requested.connect(lambda m: self.continue_reply(p, m))
         pane.sig_retry_requested.connect(lambda m: self.retry(p, m))
         pane.sig_clone_requested.connect(lambda m: self.clone_to_pane(p, m))
+        pane.sig_tool_calls_changed.connect(lambda m: self.save_tool_calls(p, m))
+        pane.sig_tool_result.connect(lambda m: self.save_tool_result(p, m))
         pane.controls.sig_changed.connect(self._schedule_layout_save)
+        pane.tools_button.toggled.connect(self._schedule_layout_save)
         pane.set_actions_enabled(True)
         self._schedule_layout_save()
 
@@ -171,6 +174,7 @@ class ConversationController(QObject):
         pane.set_models(self.host.catalog.models(), prefer=item.get("model"))
         if settings := io.settings_from_dict(item.get("settings") or {}):
             pane.controls.set_settings(settings)
+        pane.tools_button.setChecked(bool(item.get("tools")))
         if missing:
             self.sig_notice.emit(
                 f"{pane.title}: {item['model']} is not on this computer any more; "
@@ -419,6 +423,41 @@ class ConversationController(QObject):
         finally:
             self._loading = False
         self.save_layout()
+
+    # ------------------------------------------------------------ tool calls
+
+    def save_tool_calls(self, pane: ChatPane, message: Message) -> None:
+        """A reply's tool calls were read out of it or answered: keep its visible text
+        and the calls with their states."""
+        if message.id is None:
+            return
+        with self._storage("save the tool calls"):
+            stored = self.store.get_message(message.id)
+            calls = message.settings.get("tool_calls") or []
+            self.store.update_message(
+                message.id,
+                content=message.content,
+                settings={**stored.settings, "tool_calls": calls},
+            )
+
+    def save_tool_result(self, pane: ChatPane, message: Message) -> None:
+        """A tool's result joins the conversation after the reply that called it."""
+        if self.current is None:
+            return
+        before = pane.transcript.messages[: pane.transcript.index_of(message)]
+        parent = next((m.id for m in reversed(before) if m.id is not None), None)
+        with self._storage("save the tool result"):
+            stored = self.store.add_message(
+                self.current,
+                "tool",
+                message.content,
+                parent_id=parent,
+                model=message.model,
+                settings={**message.settings, io.PANE_FIELD: pane.key},
+                pane=pane.key,
+            )
+            message.id = stored.id
+            self.sig_conversations_changed.emit()
 
     # ------------------------------------------------------------ bridge (GUI thread)
 

@@ -142,9 +142,15 @@ def realign_prompt(
 
 
 def layout_of(panes: list[Any]) -> list[dict[str, Any]]:
-    """What restores the panes: key, model and settings of each (ChatPane-like)."""
+    """What restores the panes: key, model, settings and the Tools switch of each
+    (ChatPane-like)."""
     return [
-        {"key": p.key, "model": p.model_id(), "settings": p.controls.settings().to_dict()}
+        {
+            "key": p.key,
+            "model": p.model_id(),
+            "settings": p.controls.settings().to_dict(),
+            "tools": bool(getattr(p, "tools_on", False)),
+        }
         for p in panes
     ]
 

@@ -32,6 +32,7 @@ from app.dev.fake_script import (
     fake_token_id,
     render_prompt,
     script_after,
+    tool_script,
 )
 from app.library.catalog import ModelCatalog, ModelEntry
 from engine.command_loop import CommandLoop
@@ -211,7 +212,9 @@ class FakeEngineService(CommandLoop):
         self._load(rid, cmd.model)
         reply = after_last(ids, ROLE_MARKS["assistant"])
         prefix = fake_decode(reply or [])
-        pieces = vary(script_after(prefix, loop="/loop" in prompt_text), cmd, prompt_text)
+        pieces = tool_script(prompt_text, cmd) or vary(
+            script_after(prefix, loop="/loop" in prompt_text), cmd, prompt_text
+        )
         cached = self._cached_prefix(ids)
         self._emit(PromptProgress(rid, len(ids), len(ids), cached))
         k = cmd.decoder.draft_tokens or 3

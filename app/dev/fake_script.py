@@ -137,3 +137,28 @@ def script_after(prefix: str, loop: bool = False) -> list[tuple[str, str]]:
         answer = body.split(THINK_CLOSE, 1)[1]
         return script[close + 1 + len(_split_tokens(answer)) :]
     return script[min(len(_split_tokens(body)), close) :]
+
+
+TOOL_CALL = (
+    "Let me work that out.\n<tool_call>\n"
+    '{"name": "add", "arguments": {"a": 2, "b": 3}}\n</tool_call>'
+)
+
+
+def tool_script(prompt_text: str, cmd: Generate) -> list[tuple[str, str]] | None:
+    """The scripted model with tools: "/tool" in the prompt, with tools offered (the
+    generic format's system prompt), calls ``add`` ("/tool NAME": NAME, no arguments);
+    a tool result gets a summary."""
+    text = prompt_text.strip()
+    if text.startswith("<tool_response>"):
+        result = text.removeprefix("<tool_response>").removesuffix("</tool_response>").strip()
+        return [("answer", t) for t in _split_tokens(f"The tool says {result}.")]
+    offered = any("<tool_call>" in m.content for m in cmd.messages if m.role == "system")
+    if "/tool" in text and offered:
+        # "/tool NAME" calls that tool with no arguments instead (e.g. one that fails).
+        named = text.split("/tool", 1)[1].split()
+        call = TOOL_CALL
+        if named:
+            call = f'Let me try.\n<tool_call>\n{{"name": "{named[0]}", "arguments": {{}}}}\n</tool_call>'
+        return [("answer", t) for t in _split_tokens(call)]
+    return None

@@ -35,7 +35,6 @@ from engine.server.params import (
     ollama_messages,
     ollama_sampling,
     thinking_from_ollama,
-    with_tools,
 )
 from engine.server.replies import (
     Delta,
@@ -45,7 +44,7 @@ from engine.server.replies import (
     whole_reply,
 )
 from engine.server.schemas import OllamaChatRequest, OllamaGenerateRequest, OllamaShowRequest
-from engine.server.tools import ToolFormat, plan_tools
+from engine.server.tools import ToolFormat, plan_tools, with_tools
 from engine.settings import DecoderSettings
 
 OLLAMA_VERSION = "0.12.0"  # what we answer /api/version with: clients gate features on it

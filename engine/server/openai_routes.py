@@ -36,7 +36,6 @@ from engine.server.params import (
     sampling,
     stop_strings,
     thinking_from_effort,
-    with_tools,
 )
 from engine.server.replies import (
     Delta,
@@ -48,7 +47,7 @@ from engine.server.replies import (
     whole_reply,
 )
 from engine.server.schemas import ChatCompletionRequest, CompletionRequest
-from engine.server.tools import plan_tools
+from engine.server.tools import plan_tools, with_tools
 from engine.settings import DecoderSettings
 
 ERRORS: dict[int | str, dict] = {

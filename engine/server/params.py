@@ -14,7 +14,7 @@ from typing import Any
 from engine.events import ChatMessage
 from engine.server.errors import ApiError
 from engine.server.schemas import OllamaMessage, OpenAIMessage
-from engine.server.tools import ToolFormat, ToolPlan, call_text, tools_problem
+from engine.server.tools import ToolFormat, call_text, tools_problem
 from engine.settings import SamplingSettings, SettingsError
 
 # Marker tokens the engine routes to the thinking channel but leaves out of the text.
@@ -183,29 +183,3 @@ def checked_tools(tools: list | None) -> list[dict] | None:
     if problem is not None:
         raise bad(*problem)
     return out
-
-
-def with_tools(
-    messages: tuple[ChatMessage, ...], plan: ToolPlan
-) -> tuple[tuple[ChatMessage, ...], bool]:
-    """The conversation as the model sees it under ``plan``: with the generic format's
-    system prompt and tool results as user turns (a template without tools may not
-    know the role), and a forced reply start. Also whether to continue the last
-    (assistant) message."""
-    out = list(messages)
-    if not plan.fmt.accepts_tools:
-        out = [
-            ChatMessage("user", f"<tool_response>\n{m.content}\n</tool_response>")
-            if m.role == "tool"
-            else m
-            for m in out
-        ]
-    if plan.system:
-        if out and out[0].role == "system":
-            first = out[0].content
-            out[0] = ChatMessage("system", f"{first}\n\n{plan.system}" if first else plan.system)
-        else:
-            out.insert(0, ChatMessage("system", plan.system))
-    if plan.prefix:
-        out.append(ChatMessage("assistant", plan.prefix))
-    return tuple(out), bool(plan.prefix)

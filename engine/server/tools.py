@@ -19,6 +19,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from engine.events import ChatMessage
+
 log = logging.getLogger(__name__)
 
 
@@ -350,6 +352,32 @@ def plan_tools(fmt: ToolFormat, tools: list[dict] | None, choice: Any, model: st
             prefix += '{"name": ' + json.dumps(named, ensure_ascii=False) + ', "arguments": '
     required = None if not forced else (named or "")
     return ToolPlan(generic, tools, (), generic_system_prompt(tools, required), prefix)
+
+
+def with_tools(
+    messages: tuple[ChatMessage, ...], plan: ToolPlan
+) -> tuple[tuple[ChatMessage, ...], bool]:
+    """The conversation as the model sees it under ``plan``: with the generic format's
+    system prompt and tool results as user turns (a template without tools may not
+    know the role), and a forced reply start. Also whether to continue the last
+    (assistant) message."""
+    out = list(messages)
+    if not plan.fmt.accepts_tools:
+        out = [
+            ChatMessage("user", f"<tool_response>\n{m.content}\n</tool_response>")
+            if m.role == "tool"
+            else m
+            for m in out
+        ]
+    if plan.system:
+        if out and out[0].role == "system":
+            first = out[0].content
+            out[0] = ChatMessage("system", f"{first}\n\n{plan.system}" if first else plan.system)
+        else:
+            out.insert(0, ChatMessage("system", plan.system))
+    if plan.prefix:
+        out.append(ChatMessage("assistant", plan.prefix))
+    return tuple(out), bool(plan.prefix)
 
 
 # ------------------------------------------------------------------ tool schemas
