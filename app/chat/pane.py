@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
     QLabel,
+    QMenu,
     QSizePolicy,
     QToolButton,
     QVBoxLayout,
@@ -99,6 +100,8 @@ class ChatPane(QFrame):
     """A reply's tool calls were found or answered (Message): save its text and calls."""
     sig_tool_result = Signal(object)
     """A tool's result was added to the transcript (a "tool" Message): save it."""
+    sig_tools_changed = Signal()
+    """The Tools switch or the servers it offers changed (saved with the panes)."""
 
     def __init__(self, bridge: EngineBridge, title: str = "Pane", parent: QWidget | None = None):
         super().__init__(parent)
@@ -171,6 +174,12 @@ class ChatPane(QFrame):
         )
         self.tools_button.setCheckable(True)
         self.tools_button.toggled.connect(self._on_tools_toggled)
+        # Its arrow picks which servers this pane offers (all that run, by default).
+        self.tools_menu = QMenu(self.tools_button)
+        self.tools_menu.aboutToShow.connect(self._fill_tools_menu)
+        self.tools_button.setMenu(self.tools_menu)
+        self.tools_button.setPopupMode(QToolButton.ToolButtonPopupMode.MenuButtonPopup)
+        self.servers_off: set[str] = set()
         self.settings_button = IconButton("settings", "Inference controls", self.header)
         self.settings_button.setCheckable(True)
         self.settings_button.toggled.connect(self.show_controls)
@@ -531,17 +540,55 @@ class ChatPane(QFrame):
         return self.tools_button.isChecked()
 
     def _on_tools_toggled(self, on: bool) -> None:
+        self.sig_tools_changed.emit()
         host = self.tool_servers
         if on and (host is None or not host.config.enabled):
             self.sig_notice.emit(
                 f"{self.title}: there is no tool server yet; add one in Settings \u203a Tools."
             )
 
+    def _fill_tools_menu(self) -> None:
+        menu, host = self.tools_menu, self.tool_servers
+        menu.clear()
+        servers = host.config.enabled if host is not None else ()
+        if not servers:
+            menu.addAction("No tool servers: add one in Settings \u203a Tools").setEnabled(False)
+            return
+        for server in servers:
+            status = host.status(server.name)
+            ready = status is not None and status.state == "ready"
+            n = len(status.tools) if ready else 0
+            label = (
+                f"{server.name}  \u00b7  {n} tool{'s' if n != 1 else ''}"
+                if ready
+                else (f"{server.name}  \u00b7  {status.state if status else 'stopped'}")
+            )
+            action = menu.addAction(label)
+            action.setCheckable(True)
+            action.setChecked(server.name not in self.servers_off)
+            action.toggled.connect(lambda on, name=server.name: self._set_server_offered(name, on))
+
+    def _set_server_offered(self, name: str, on: bool) -> None:
+        (self.servers_off.discard if on else self.servers_off.add)(name)
+        self.sig_tools_changed.emit()
+
+    def _offered_tools(self) -> list[dict]:
+        """The ready servers' tools this pane offers (its menu may leave servers out)."""
+        host = self.tool_servers
+        if host is None:
+            return []
+        defs = host.tool_definitions()
+        if self.servers_off:
+            defs = [
+                d for d in defs if host.server_of(d["function"]["name"]) not in self.servers_off
+            ]
+        return defs
+
     def _with_tools(self, entry: ModelEntry, messages) -> tuple[tuple, dict]:
         """The request's messages and Generate fields with the tools offered, when the
         pane's Tools switch is on and a server has some."""
         self._tool_turn = None
-        defs = self.tool_servers.tool_definitions() if self.tool_servers else []
+        defs = self._offered_tools()
         offer = self.tools_button.isChecked() and bool(defs)
         if not offer and not any(m.role == "tool" for m in messages):
             return messages, {}

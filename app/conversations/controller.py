@@ -107,7 +107,7 @@ class ConversationController(QObject):
         pane.sig_tool_calls_changed.connect(lambda m: self.save_tool_calls(p, m))
         pane.sig_tool_result.connect(lambda m: self.save_tool_result(p, m))
         pane.controls.sig_changed.connect(self._schedule_layout_save)
-        pane.tools_button.toggled.connect(self._schedule_layout_save)
+        pane.sig_tools_changed.connect(self._schedule_layout_save)
         pane.set_actions_enabled(True)
         self._schedule_layout_save()
 
@@ -175,6 +175,8 @@ class ConversationController(QObject):
         if settings := io.settings_from_dict(item.get("settings") or {}):
             pane.controls.set_settings(settings)
         pane.tools_button.setChecked(bool(item.get("tools")))
+        off = item.get("servers_off")
+        pane.servers_off = {str(n) for n in off} if isinstance(off, list) else set()
         if missing:
             self.sig_notice.emit(
                 f"{pane.title}: {item['model']} is not on this computer any more; "

@@ -150,6 +150,7 @@ def layout_of(panes: list[Any]) -> list[dict[str, Any]]:
             "model": p.model_id(),
             "settings": p.controls.settings().to_dict(),
             "tools": bool(getattr(p, "tools_on", False)),
+            "servers_off": sorted(getattr(p, "servers_off", ())),
         }
         for p in panes
     ]

@@ -142,3 +142,21 @@ def test_clone_and_reopen_keep_the_tool_round(qtbot, window):
     assert reopened.tools_on  # the pane's Tools switch is part of the conversation
     widget = reopened.view.widget_for(reopened.transcript.messages[1])
     assert widget.calls._rows[0].state.text() == "ran"
+
+
+def test_the_tools_menu_leaves_a_server_out(qtbot, window, fake_service):
+    pane = window.panes[0]
+    pane._fill_tools_menu()
+    (action,) = pane.tools_menu.actions()
+    assert action.text().startswith("calc") and "8 tools" in action.text()
+    assert action.isChecked()
+    action.setChecked(False)
+    assert pane.servers_off == {"calc"}
+    window.prompt.compare.setChecked(False)
+    window.set_focused(pane)
+    window.send("What is 2 + 3? /tool", to_all=False)
+    qtbot.waitUntil(lambda: not pane.busy, timeout=20000)
+    assert not pane.transcript.last.settings.get("tool_calls")  # nothing was offered
+    window.controller.save_layout()
+    layout = window.controller.store.get_setting(window.controller.current, history.LAYOUT_KEY)
+    assert layout[0]["servers_off"] == ["calc"] and layout[0]["tools"] is True
