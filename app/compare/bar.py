@@ -78,6 +78,11 @@ def detail_text(row: Row) -> str:
     """The figures after the speed-up, in one line (this pane's first, the baseline's after)."""
     run, base = row.run, row.baseline
     parts = []
+    if row.part_speedups:  # a tool round: the call, then the answer after its result
+        names = ["tool call", *["after the result"] * (len(row.part_speedups) - 1)]
+        parts.append(
+            ", ".join(f"{n} {x:.2f}\u00d7" for n, x in zip(names, row.part_speedups, strict=True))
+        )
     if run.drafting:
         if (mem := memory_text(row.memory_added_gb)) != "-":
             parts.append(f"{mem} for the decoder")

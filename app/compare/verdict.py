@@ -46,6 +46,9 @@ class Run:
     finish_reason: str | None  # None while it streams
     drafting_asked: bool = False  # the pane asked for a decoder (before stats say which)
     message: Message | None = field(default=None, compare=False, repr=False)
+    # Generation tok/s of each reply since the prompt, when tool calls split the answer
+    # into stretches (the call, then the summary after the result); one entry otherwise.
+    part_tps: tuple[float, ...] = ()
 
     @classmethod
     def of(cls, pane: str, messages: Sequence[Message]) -> Run | None:
@@ -77,6 +80,11 @@ class Run:
             finish_reason=reply.finish_reason,
             drafting_asked=decoder.get("decoder", "none") not in ("none", ""),
             message=reply,
+            part_tps=tuple(
+                float(m.stats.get("generation_tps") or 0.0)
+                for m in messages[asked + 1 :]
+                if m.role == "assistant"
+            ),
         )
 
     @property
@@ -147,6 +155,7 @@ class Row:
     time_ratio: float | None  # baseline's time to the last token / this run's
     memory_added_gb: float  # what the decoder added (its weights and state)
     same: Sameness
+    part_speedups: tuple[float, ...] = ()  # per stretch, when tool calls split the replies
 
     @property
     def ttft_s(self) -> float:
@@ -205,6 +214,11 @@ def row(run: Run, baseline: Run) -> Row:
         else None,
         memory_added_gb=run.figure("decoder_memory_gb"),
         same=sameness(baseline, run),
+        part_speedups=tuple(
+            a / b for a, b in zip(run.part_tps, baseline.part_tps, strict=False) if a > 0 and b > 0
+        )
+        if len(run.part_tps) > 1 and len(run.part_tps) == len(baseline.part_tps)
+        else (),
     )
 
 
@@ -399,6 +413,7 @@ def export_json(comparison: Comparison) -> dict[str, Any]:
                 "decoder_memory_gb": r.memory_added_gb,
                 "acceptance_rate": r.run.figure("acceptance_rate"),
                 "mean_accepted_length": r.run.figure("mean_accepted_length"),
+                "part_speedups": list(r.part_speedups),
                 "identical": r.same.identical,
                 "same_tokens": r.same.same_tokens,
                 "first_difference": r.same.first_difference,

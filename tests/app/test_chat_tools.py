@@ -73,7 +73,9 @@ def test_both_panes_call_the_tool_once_allowed_and_carry_on(qtbot, window):
         assert saved[2].content == "5" and saved[3].content == "The tool says 5."
     # The comparison still compares the final answers of the same prompt.
     window.compare_bar.refresh()
-    assert window.compare_bar.comparison is not None
+    (row,) = window.compare_bar.comparison.rows
+    assert len(row.part_speedups) == 2  # the tool-call stretch and the answer after it
+    assert "tool call" in window.compare_bar._rows[0].detail.full_text()
 
 
 def test_a_denied_call_is_fed_back_as_refused(qtbot, window):
