@@ -134,9 +134,10 @@ class SettingsPage(QWidget):
         loading.body.addLayout(self._form(("Weights on CPU", dtype_row)))
         loading.body.addWidget(
             self._note(
-                "Auto: float32 when the model fits in memory, the fastest on CPU (MLX has "
-                "no fast half-precision or quantized matrix products there). Native: the "
-                "weights as stored, the least memory. On a GPU both keep the stored dtype. "
+                "Auto: the fastest that fits in memory. On a CPU that is bfloat16 weights "
+                "through Lookahead's own matrix product (half the bytes per token, float32 "
+                "arithmetic), or float32 where it could not be built. Native: the weights "
+                "as stored, the least memory. On a GPU both keep the stored dtype. "
                 "Chat panes use it from their next model load; API requests use Auto.",
                 loading,
             )

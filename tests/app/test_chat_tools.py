@@ -162,3 +162,24 @@ def test_the_tools_menu_leaves_a_server_out(qtbot, window, fake_service):
     window.controller.save_layout()
     layout = window.controller.store.get_setting(window.controller.current, history.LAYOUT_KEY)
     assert layout[0]["servers_off"] == ["calc"] and layout[0]["tools"] is True
+
+
+def test_replaying_the_answer_after_a_tool_round_keeps_the_round(qtbot, window):
+    window.prompt.compare.setChecked(False)
+    pane = window.panes[0]
+    window.set_focused(pane)
+    window.send("What is 2 + 3? /tool", to_all=False)
+    qtbot.waitUntil(lambda: pending(pane), timeout=20000)
+    rows(pane)[0].once.click()
+    qtbot.waitUntil(lambda: len(pane.transcript.messages) == 4 and not pane.busy, timeout=20000)
+    answer = pane.transcript.last
+    other = next(a for a in answer.tokens[1].top if a.id != answer.tokens[1].id)
+    window.controller.replay(pane, answer, 1, other.id)
+    qtbot.waitUntil(lambda: not pane.busy, timeout=20000)
+    roles = [m.role for m in pane.transcript.messages]
+    assert roles == ["user", "assistant", "tool", "assistant"]
+    replayed = pane.transcript.last
+    assert replayed is not answer and replayed.branch == (1, 2)  # a new version
+    assert replayed.tokens[1].id == other.id
+    saved = history.load_pane(window.controller.store, window.controller.current, pane.key)
+    assert [m.role for m in saved] == roles and saved[2].content == "5"
