@@ -367,10 +367,18 @@ DIVERGE_AT = 30  # where "/diverge" makes a drafting pane's answer part (index)
 
 def vary(pieces: list[tuple[str, str]], cmd: Generate, prompt_text: str) -> list:
     """The script as this request tells it: sampling (temperature > 0) swaps one word,
-    a different one per request, as real draws differ; "/diverge" in the prompt swaps
-    word DIVERGE_AT of a drafting request, as a verify pass's rounding can."""
+    where the seed says (a different place per unseeded request, as real draws
+    differ); "/diverge" in the prompt swaps word DIVERGE_AT of a drafting request, as
+    a verify pass's rounding can."""
     if cmd.sampling.temperature > 0:
-        at = random.Random(f"{cmd.sampling.seed}-{cmd.request_id}").randrange(8, 40)
+        seed = cmd.sampling.seed
+        # A seed gives the same draw every time (word 8 + 7 * seed mod 32); without one
+        # each request draws its own.
+        at = (
+            8 + (7 * seed) % 32
+            if seed is not None
+            else random.Random(cmd.request_id).randrange(8, 40)
+        )
     elif "/diverge" in prompt_text and cmd.decoder.enabled:
         at = DIVERGE_AT
     else:

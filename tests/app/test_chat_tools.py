@@ -42,6 +42,24 @@ def rows(pane):
     return widget.calls._rows
 
 
+def first_pane(window):
+    """The first pane, alone: compare off, it takes the prompts."""
+    window.prompt.compare.setChecked(False)
+    pane = window.panes[0]
+    window.set_focused(pane)
+    return pane
+
+
+def allowed_round(qtbot, window, prompt="What is 2 + 3? /tool"):
+    """Send ``prompt`` to the first pane, allow its call once, wait for the answer."""
+    pane = first_pane(window)
+    window.send(prompt, to_all=False)
+    qtbot.waitUntil(lambda: pending(pane), timeout=20000)
+    rows(pane)[0].once.click()
+    qtbot.waitUntil(lambda: len(pane.transcript.messages) == 4 and not pane.busy, timeout=30000)
+    return pane
+
+
 def test_both_panes_call_the_tool_once_allowed_and_carry_on(qtbot, window):
     window.send("What is 2 + 3? /tool", to_all=True)
     a, b = window.panes
@@ -79,10 +97,8 @@ def test_both_panes_call_the_tool_once_allowed_and_carry_on(qtbot, window):
 
 
 def test_a_denied_call_is_fed_back_as_refused(qtbot, window):
-    window.prompt.compare.setChecked(False)
-    window.set_focused(window.panes[0])
+    pane = first_pane(window)
     window.send("What is 2 + 3? /tool", to_all=False)
-    pane = window.panes[0]
     qtbot.waitUntil(lambda: pending(pane), timeout=20000)
     rows(pane)[0].deny.click()
     qtbot.waitUntil(
@@ -95,10 +111,8 @@ def test_a_denied_call_is_fed_back_as_refused(qtbot, window):
 
 
 def test_tools_off_means_no_tools_offered(qtbot, window, fake_service):
-    pane = window.panes[0]
+    pane = first_pane(window)
     pane.tools_button.setChecked(False)
-    window.prompt.compare.setChecked(False)
-    window.set_focused(pane)
     window.send("What is 2 + 3? /tool", to_all=False)
     qtbot.waitUntil(lambda: not pane.busy, timeout=20000)
     assert not pane.transcript.last.settings.get("tool_calls")
@@ -106,13 +120,7 @@ def test_tools_off_means_no_tools_offered(qtbot, window, fake_service):
 
 
 def test_a_tool_that_crashes_gives_an_error_result_and_the_chat_goes_on(qtbot, window):
-    window.prompt.compare.setChecked(False)
-    pane = window.panes[0]
-    window.set_focused(pane)
-    window.send("Try it /tool crash", to_all=False)
-    qtbot.waitUntil(lambda: pending(pane), timeout=20000)
-    rows(pane)[0].once.click()
-    qtbot.waitUntil(lambda: len(pane.transcript.messages) == 4 and not pane.busy, timeout=30000)
+    pane = allowed_round(qtbot, window, "Try it /tool crash")
     result = pane.transcript.messages[2]
     assert result.settings["tool"]["is_error"] and result.content
     assert pane.transcript.last.content.startswith("The tool says")
@@ -122,13 +130,7 @@ def test_a_tool_that_crashes_gives_an_error_result_and_the_chat_goes_on(qtbot, w
 
 
 def test_clone_and_reopen_keep_the_tool_round(qtbot, window):
-    window.prompt.compare.setChecked(False)
-    pane = window.panes[0]
-    window.set_focused(pane)
-    window.send("What is 2 + 3? /tool", to_all=False)
-    qtbot.waitUntil(lambda: pending(pane), timeout=20000)
-    rows(pane)[0].once.click()
-    qtbot.waitUntil(lambda: len(pane.transcript.messages) == 4 and not pane.busy, timeout=20000)
+    allowed_round(qtbot, window)
     controller = window.controller
     cid = controller.current
     controller.save_layout()
@@ -147,15 +149,13 @@ def test_clone_and_reopen_keep_the_tool_round(qtbot, window):
 
 
 def test_the_tools_menu_leaves_a_server_out(qtbot, window, fake_service):
-    pane = window.panes[0]
+    pane = first_pane(window)
     pane._fill_tools_menu()
     (action,) = pane.tools_menu.actions()
     assert action.text().startswith("calc") and "8 tools" in action.text()
     assert action.isChecked()
     action.setChecked(False)
     assert pane.servers_off == {"calc"}
-    window.prompt.compare.setChecked(False)
-    window.set_focused(pane)
     window.send("What is 2 + 3? /tool", to_all=False)
     qtbot.waitUntil(lambda: not pane.busy, timeout=20000)
     assert not pane.transcript.last.settings.get("tool_calls")  # nothing was offered
@@ -165,13 +165,7 @@ def test_the_tools_menu_leaves_a_server_out(qtbot, window, fake_service):
 
 
 def test_replaying_the_answer_after_a_tool_round_keeps_the_round(qtbot, window):
-    window.prompt.compare.setChecked(False)
-    pane = window.panes[0]
-    window.set_focused(pane)
-    window.send("What is 2 + 3? /tool", to_all=False)
-    qtbot.waitUntil(lambda: pending(pane), timeout=20000)
-    rows(pane)[0].once.click()
-    qtbot.waitUntil(lambda: len(pane.transcript.messages) == 4 and not pane.busy, timeout=20000)
+    pane = allowed_round(qtbot, window)
     answer = pane.transcript.last
     other = next(a for a in answer.tokens[1].top if a.id != answer.tokens[1].id)
     window.controller.replay(pane, answer, 1, other.id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 
 import pytest
 
@@ -61,7 +62,9 @@ def test_interleaved_runs_stream_together_with_the_tokens_of_runs_alone(service,
         d: service.run(command(f"alone-{d}", tiny, decoder=d)).token_ids for d in ("none", "lookup")
     }
     cmds = [command("i-off", tiny, "g1"), command("i-on", tiny, "g1", decoder="lookup")]
+    t0 = time.perf_counter()
     events = collect(service, cmds, {"i-off", "i-on"})
+    wall = time.perf_counter() - t0
     done = finals(events)
     assert done["i-off"].token_ids == alone["none"]
     assert done["i-on"].token_ids == alone["lookup"]
@@ -69,10 +72,9 @@ def test_interleaved_runs_stream_together_with_the_tokens_of_runs_alone(service,
     # Both streamed at once: the second request's tokens came before the first ended.
     first_end = events.index(done["i-off"])
     assert "i-on" in [e.request_id for e in events[:first_end] if isinstance(e, TokenEvent)]
-    # Each one is timed on its own rounds: its time is less than the whole stretch.
-    total = max(d.stats.elapsed_s for d in done.values())
-    both = sum(d.stats.elapsed_s for d in done.values())
-    assert both < total * 2
+    # Each one is timed on its own rounds, not on the stretch both took together.
+    for d in done.values():
+        assert d.stats.elapsed_s < 0.85 * wall, (d.request_id, d.stats.elapsed_s, wall)
 
 
 def test_sequential_without_a_group(service, tiny):
