@@ -674,9 +674,12 @@ class ChatPane(QFrame):
     def _tool_done(self, message: Message, call: dict, result) -> None:
         self._tools_running -= 1
         call["state"] = "done"
-        self._add_result(
-            message, call, result.text, result.is_error, result.duration_s, result.truncated
-        )
+        # The pane may have moved on meanwhile (a new chat, another conversation): the
+        # result then belongs nowhere on screen.
+        if any(m is message for m in self.transcript.messages):
+            self._add_result(
+                message, call, result.text, result.is_error, result.duration_s, result.truncated
+            )
         if not self.busy:
             self.sig_busy_changed.emit(False)
             self._refresh_header()

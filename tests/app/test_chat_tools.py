@@ -177,3 +177,16 @@ def test_replaying_the_answer_after_a_tool_round_keeps_the_round(qtbot, window):
     assert replayed.tokens[1].id == other.id
     saved = history.load_pane(window.controller.store, window.controller.current, pane.key)
     assert [m.role for m in saved] == roles and saved[2].content == "5"
+
+
+def test_a_result_arriving_after_a_new_chat_goes_nowhere(qtbot, window):
+    pane = first_pane(window)
+    window.send("Wait for it /tool slow", to_all=False)
+    qtbot.waitUntil(lambda: pending(pane), timeout=20000)
+    message = pane.transcript.last
+    message.settings["tool_calls"][0]["arguments"] = {"seconds": 1.0}
+    rows(pane)[0].once.click()
+    assert pane.busy  # the tool is running
+    window.new_chat()
+    qtbot.waitUntil(lambda: not pane.busy, timeout=20000)
+    assert pane.transcript.messages == []  # the late result did not land in the new chat
