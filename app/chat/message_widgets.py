@@ -15,13 +15,13 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QSizePolicy,
-    QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
 from app import theme
 from app.chat.code_highlight import CodeHighlighter
+from app.chat.collapsible import CollapsibleBlock
 from app.chat.markdown_blocks import Block, hard_breaks, highlighted_html, split_blocks
 from app.chat.markdown_render import marked_markdown_html
 from app.chat.message_editor import MessageEditor
@@ -99,55 +99,14 @@ class CodeBlock(QFrame):
         self._code = block.text
 
 
-class ThinkingBlock(QFrame):
+class ThinkingBlock(CollapsibleBlock):
     """Collapsible thinking text. Open while the model thinks, closed once it answers,
     unless the user chose otherwise."""
 
     def __init__(self, parent: QWidget | None = None):
-        super().__init__(parent)
-        self.setObjectName("ThinkingBlock")
-        self.user_choice: bool | None = None
-        self.toggle = QToolButton(self)
-        self.toggle.setObjectName("ThinkingToggle")
-        self.toggle.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
-        self.toggle.setCursor(Qt.CursorShape.PointingHandCursor)
-        self.toggle.clicked.connect(self._on_toggle_clicked)
-        self.body = _text_label(self, "ThinkingText")
-        self.body.setTextFormat(Qt.TextFormat.PlainText)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(10, 6, 12, 8)
-        layout.setSpacing(4)
-        layout.addWidget(self.toggle)
-        layout.addWidget(self.body)
-        self._expanded = True
-        theme.manager().sig_changed.connect(self._on_theme_changed)
-
-    def _on_theme_changed(self, _pal: theme.Palette) -> None:
-        # A bound method, so Qt drops the connection when this widget is deleted.
-        self._restyle()
-
-    @property
-    def expanded(self) -> bool:
-        return self._expanded
-
-    def set_content(self, text: str, title: str, auto_expanded: bool) -> None:
-        if self.body.text() != text:
-            self.body.setText(text)
-        self.toggle.setText(title)
-        want = auto_expanded if self.user_choice is None else self.user_choice
-        if want != self._expanded or self.toggle.icon().isNull():
-            self._expanded = want
-            self._restyle()
-
-    def _restyle(self) -> None:
-        self.body.setVisible(self._expanded)
-        name = "chevron-down" if self._expanded else "chevron-right"
-        self.toggle.setIcon(theme.icon(name, theme.current().muted, 14))
-
-    def _on_toggle_clicked(self) -> None:
-        self.user_choice = not self._expanded
-        self._expanded = self.user_choice
-        self._restyle()
+        body = _text_label(None, "ThinkingText")
+        body.setTextFormat(Qt.TextFormat.PlainText)
+        super().__init__("ThinkingBlock", body, (10, 6, 12, 8), 4, parent)
 
 
 class MessageWidget(QWidget):
@@ -223,7 +182,6 @@ class MessageWidget(QWidget):
 
     def _build_tool(self) -> None:
         self.result = ToolResultBlock(self)
-        self.result.body.setFont(theme.mono_font())
         self._layout.setContentsMargins(18, 2, 18, 2)
         self._layout.addWidget(self.result)
         self.toolbar.hide()

@@ -19,12 +19,12 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QPushButton,
-    QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
 from app import theme
+from app.chat.collapsible import CollapsibleBlock
 from app.widgets import ElidedLabel, ThemedIcon
 
 STATE_TEXT = {
@@ -132,29 +132,17 @@ class ToolCallsBox(QWidget):
         self.setVisible(bool(calls))
 
 
-class ToolResultBlock(QFrame):
-    """A tool's result: "Result of add · calc · 12 ms", the text collapsible below."""
+class ToolResultBlock(CollapsibleBlock):
+    """A tool's result: "Result of add · calc · 12 ms", the text folded away below."""
 
     def __init__(self, parent: QWidget | None = None):
-        super().__init__(parent)
-        self.setObjectName("ToolBlock")
-        self.toggle = QToolButton(self)
-        self.toggle.setObjectName("ThinkingToggle")
-        self.toggle.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
-        self.toggle.setCursor(Qt.CursorShape.PointingHandCursor)
-        self.toggle.clicked.connect(self._on_toggle_clicked)
-        self.body = QLabel(self)
-        self.body.setObjectName("ToolResult")
-        self.body.setTextFormat(Qt.TextFormat.PlainText)
-        self.body.setWordWrap(True)
-        self.body.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.expanded = False
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(10, 4, 10, 6)
-        layout.setSpacing(2)
-        layout.addWidget(self.toggle)
-        layout.addWidget(self.body)
-        self._restyle()
+        body = QLabel()
+        body.setObjectName("ToolResult")
+        body.setTextFormat(Qt.TextFormat.PlainText)
+        body.setWordWrap(True)
+        body.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        body.setFont(theme.mono_font())
+        super().__init__("ToolBlock", body, (10, 4, 10, 6), 2, parent)
 
     def set_result(self, text: str, tool: dict[str, Any]) -> None:
         seconds = float(tool.get("duration_s") or 0.0)
@@ -162,21 +150,11 @@ class ToolResultBlock(QFrame):
         what = "Error from" if tool.get("is_error") else "Result of"
         server = f" \u00b7 {tool['server']}" if tool.get("server") else ""
         cut = " \u00b7 cut to fit" if tool.get("truncated") else ""
-        self.toggle.setText(f"{what} {tool.get('name', 'tool')}{server} \u00b7 {took}{cut}")
         shown = text if len(text) <= 4000 else text[:4000] + "\n\u2026"
-        if self.body.text() != shown:
-            self.body.setText(shown)
+        title = f"{what} {tool.get('name', 'tool')}{server} \u00b7 {took}{cut}"
+        self.set_content(shown, title, auto_expanded=False)
         self.setToolTip(text[:2000] if len(text) > 4000 else "")
         theme.set_property(self, "error", bool(tool.get("is_error")))
-
-    def _on_toggle_clicked(self) -> None:
-        self.expanded = not self.expanded
-        self._restyle()
-
-    def _restyle(self) -> None:
-        self.body.setVisible(self.expanded)
-        name = "chevron-down" if self.expanded else "chevron-right"
-        self.toggle.setIcon(theme.icon(name, theme.current().muted, 14))
 
 
 __all__ = ["ToolCallRow", "ToolCallsBox", "ToolResultBlock", "arguments_text"]
