@@ -20,7 +20,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import QSize, Qt, QTimer, Signal
-from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
     QFileDialog,
     QFrame,
@@ -42,7 +41,7 @@ from app.compare.verdict import (
     markdown_table,
     memory_text,
 )
-from app.widgets import ElidedLabel, IconButton, Tag
+from app.widgets import CopyButton, ElidedLabel, IconButton, Tag
 
 POLL_MS = 200
 
@@ -209,8 +208,9 @@ class ComparisonBar(QFrame):
             "its own rounds)."
         )
         self.interleave.toggled.connect(self.sig_interleave_changed)
-        self.copy_button = IconButton("copy", "Copy the comparison as a Markdown table", self, 16)
-        self.copy_button.clicked.connect(self.copy_markdown)
+        self.copy_button = CopyButton(
+            self.markdown, "Copy the comparison as a Markdown table", self
+        )
         self.save_button = IconButton(
             "download", "Save both answers and the figures as JSON", self, 16
         )
@@ -291,12 +291,6 @@ class ComparisonBar(QFrame):
 
     def markdown(self) -> str:
         return markdown_table(self.comparison) if self.comparison else ""
-
-    def copy_markdown(self) -> None:
-        if self.comparison is not None:
-            QGuiApplication.clipboard().setText(self.markdown())
-            self.copy_button.set_icon_name("check")
-            QTimer.singleShot(1200, lambda: self.copy_button.set_icon_name("copy"))
 
     def save_json(self, path: str | Path) -> None:
         """Write the comparison (both answers, figures, verdict) to ``path``."""
