@@ -32,9 +32,15 @@ def apply_repetition_penalty(logits: mx.array, recent: Sequence[int], penalty: f
 
 def display_logprobs(logits: mx.array, settings: SamplingSettings) -> mx.array:
     """Log-softmax after temperature (rows of logits, any leading shape)."""
+    return tempered_logprobs(logits, settings.temperature)
+
+
+def tempered_logprobs(logits: mx.array, temperature: float) -> mx.array:
+    """Log-softmax of logits / temperature in float32 (0 leaves them as they are): the
+    target's display distribution, and a sampling drafter's own q."""
     logits = logits.astype(mx.float32)
-    if settings.temperature > 0 and settings.temperature != 1.0:
-        logits = logits * (1.0 / settings.temperature)
+    if temperature > 0 and temperature != 1.0:
+        logits = logits * (1.0 / temperature)
     return logits - mx.logsumexp(logits, axis=-1, keepdims=True)
 
 

@@ -13,6 +13,8 @@ from typing import Protocol
 
 import mlx.core as mx
 
+from engine.sampling import tempered_logprobs
+
 
 @dataclass
 class DraftSampling:
@@ -25,8 +27,7 @@ class DraftSampling:
 
     def draw(self, logits: mx.array) -> tuple[mx.array, mx.array]:
         """logits (..., V) -> (token ids (...), log q (..., V))."""
-        scaled = logits.astype(mx.float32) * (1.0 / self.temperature)
-        lq = scaled - mx.logsumexp(scaled, axis=-1, keepdims=True)
+        lq = tempered_logprobs(logits, self.temperature)
         return mx.random.categorical(lq, axis=-1, key=self.next_key()), lq
 
 
