@@ -58,10 +58,9 @@ def reply_calls(turn: ToolTurn, text: str) -> tuple[str, list[ToolCall]]:
     return visible.strip(), parse_calls(turn.fmt, texts, turn.tools)
 
 
-def history_text(fmt_or_turn: ToolTurn | ToolFormat, name: str, arguments: Any) -> str:
+def history_text(turn: ToolTurn, name: str, arguments: Any) -> str:
     """A call as the model writes it, for the reply's place in the history."""
-    fmt = fmt_or_turn.fmt if isinstance(fmt_or_turn, ToolTurn) else fmt_or_turn
-    return call_text(fmt, name, arguments)
+    return call_text(turn.fmt, name, arguments)
 
 
 __all__ = ["MAX_TOOL_ROUNDS", "ToolCall", "ToolTurn", "history_text", "prepare", "reply_calls"]

@@ -3,8 +3,8 @@
 Commands go in through ``submit`` (any thread); events come out to subscribers,
 called on the engine thread. Requests run one at a time in arrival order, so
 concurrent callers queue fairly; generations of one ``interleave`` group (compare
-mode) run together instead, a round each in turn. An exception in a command becomes a ``Failed``
-event and the thread carries on.
+mode) run together instead, a round each in turn. An exception in a command becomes
+a ``Failed`` event and the thread carries on.
 
 The CLI, the HTTP server and the desktop app all drive this same class.
 """

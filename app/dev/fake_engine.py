@@ -33,6 +33,7 @@ from app.dev.fake_script import (
     render_prompt,
     script_after,
     tool_script,
+    vary,
 )
 from app.library.catalog import ModelCatalog, ModelEntry
 from engine.command_loop import CommandLoop
@@ -360,34 +361,6 @@ class FakeEngineService(CommandLoop):
             else 0.0,
             finish_reason=reason,
         )
-
-
-DIVERGE_AT = 30  # where "/diverge" makes a drafting pane's answer part (index)
-
-
-def vary(pieces: list[tuple[str, str]], cmd: Generate, prompt_text: str) -> list:
-    """The script as this request tells it: sampling (temperature > 0) swaps one word,
-    where the seed says (a different place per unseeded request, as real draws
-    differ); "/diverge" in the prompt swaps word DIVERGE_AT of a drafting request, as
-    a verify pass's rounding can."""
-    if cmd.sampling.temperature > 0:
-        seed = cmd.sampling.seed
-        # A seed gives the same draw every time (word 8 + 7 * seed mod 32); without one
-        # each request draws its own.
-        at = (
-            8 + (7 * seed) % 32
-            if seed is not None
-            else random.Random(cmd.request_id).randrange(8, 40)
-        )
-    elif "/diverge" in prompt_text and cmd.decoder.enabled:
-        at = DIVERGE_AT
-    else:
-        return pieces
-    if at >= len(pieces) or pieces[at][1] in (THINK_OPEN, THINK_CLOSE):
-        return pieces
-    channel, text = pieces[at]
-    word = next(w for w in VOCAB[1:] if w.strip() and w != text)
-    return [*pieces[:at], (channel, word), *pieces[at + 1 :]]
 
 
 def fake_api_catalog():

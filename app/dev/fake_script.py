@@ -2,12 +2,14 @@
 
 A tiny deterministic vocabulary (``fake_token_id``: the same ids in every process, so a
 stored reply replays after a restart), a chat template (``render_prompt``) that renders
-``continue_final`` like engine.chat, and ``script_after``: where the script carries on
-after a reply's first tokens. Plain Python; any thread.
+``continue_final`` like engine.chat, ``script_after``: where the script carries on
+after a reply's first tokens, and how a request changes it (``vary`` for sampling and
+"/diverge", ``tool_script`` for tool calls). Plain Python; any thread.
 """
 
 from __future__ import annotations
 
+import random
 import re
 import zlib
 
@@ -162,3 +164,31 @@ def tool_script(prompt_text: str, cmd: Generate) -> list[tuple[str, str]] | None
             call = f'Let me try.\n<tool_call>\n{{"name": "{named[0]}", "arguments": {{}}}}\n</tool_call>'
         return [("answer", t) for t in _split_tokens(call)]
     return None
+
+
+DIVERGE_AT = 30  # where "/diverge" makes a drafting pane's answer part (index)
+
+
+def vary(pieces: list[tuple[str, str]], cmd: Generate, prompt_text: str) -> list:
+    """The script as this request tells it: sampling (temperature > 0) swaps one word,
+    where the seed says (a different place per unseeded request, as real draws
+    differ); "/diverge" in the prompt swaps word DIVERGE_AT of a drafting request, as
+    a verify pass's rounding can."""
+    if cmd.sampling.temperature > 0:
+        seed = cmd.sampling.seed
+        # A seed gives the same draw every time (word 8 + 7 * seed mod 32); without one
+        # each request draws its own.
+        at = (
+            8 + (7 * seed) % 32
+            if seed is not None
+            else random.Random(cmd.request_id).randrange(8, 40)
+        )
+    elif "/diverge" in prompt_text and cmd.decoder.enabled:
+        at = DIVERGE_AT
+    else:
+        return pieces
+    if at >= len(pieces) or pieces[at][1] in (THINK_OPEN, THINK_CLOSE):
+        return pieces
+    channel, text = pieces[at]
+    word = next(w for w in VOCAB[1:] if w.strip() and w != text)
+    return [*pieces[:at], (channel, word), *pieces[at + 1 :]]

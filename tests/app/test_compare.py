@@ -9,7 +9,7 @@ import pytest
 
 from app.chat.pane_model import Message
 from app.compare.verdict import Run, compare, export_json, markdown_table, sameness
-from app.dev.fake_engine import DIVERGE_AT
+from app.dev.fake_script import DIVERGE_AT
 from app.main_window import MainWindow
 from engine.events import Alternative, TokenRecord
 
