@@ -342,25 +342,9 @@ def _time_passes(bench: Bench, max_n: int, reps: int):
     """(t(n) for n = 1..max_n, drafter round for k = 1..max_n), in seconds."""
     from engine.drafters import create_drafter
     from engine.drafters.base import draft_ids
-    from engine.kv_cache import new_cache, rollback
-    from engine.target import forward
 
     loaded = bench.loaded
-    ids = list(loaded.chat.render([ChatMessage("user", PROMPT_SETS["code"][0])]).token_ids)
-    cache = new_cache(loaded.model)
-    logits, hidden = forward(loaded.model, mx.array(ids)[None], cache, True)
-    mx.eval(logits, hidden)
-    token = int(mx.argmax(logits[0, -1]).item())
-    verify: dict[int, float] = {}
-    for n in range(1, max_n + 1):
-        times = []
-        for _ in range(reps):
-            t0 = time.perf_counter()
-            out, h = forward(loaded.model, mx.array([[token] * n]), cache, True)
-            mx.eval(out, h)
-            times.append(time.perf_counter() - t0)
-            rollback(cache, n)
-        verify[n] = min(times)
+    verify, (ids, token, hidden) = target_costs(loaded, max_n, reps)
     rounds: dict[int, float] = {}
     drafter, _ = create_drafter(loaded, bench.decoder)
     if drafter is not None:
@@ -378,6 +362,51 @@ def _time_passes(bench: Bench, max_n: int, reps: int):
             rounds[k] = min(times)
         drafter.close()
     return verify, rounds
+
+
+def target_costs(loaded, max_n: int, reps: int) -> tuple[dict[int, float], tuple]:
+    """Seconds of a target forward over n = 1..max_n tokens at the context of a real
+    prompt (fastest of ``reps``), and (prompt ids, next token, hidden) for a drafter."""
+    from engine.kv_cache import new_cache, rollback
+    from engine.target import forward
+
+    ids = list(loaded.chat.render([ChatMessage("user", PROMPT_SETS["code"][0])]).token_ids)
+    cache = new_cache(loaded.model)
+    logits, hidden = forward(loaded.model, mx.array(ids)[None], cache, True)
+    mx.eval(logits, hidden)
+    token = int(mx.argmax(logits[0, -1]).item())
+    verify: dict[int, float] = {}
+    for n in range(1, max_n + 1):
+        times = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            out, h = forward(loaded.model, mx.array([[token] * n]), cache, True)
+            mx.eval(out, h)
+            times.append(time.perf_counter() - t0)
+            rollback(cache, n)
+        verify[n] = min(times)
+    return verify, (ids, token, hidden)
+
+
+def expected_speedup(
+    verify_s: dict[int, float], draft_s: float, acceptance: list[float]
+) -> tuple[int, float]:
+    """The best k and its speed-up over plain decoding, from measured costs: a round of
+    k drafts costs t(k + 1) + k * draft_s and yields 1 + a1 + a1 a2 + ... tokens, where
+    ``acceptance`` holds each position's rate given the ones before (the last one
+    repeats for later positions). k = 0, 1.0: drafting does not pay."""
+    if not acceptance or 1 not in verify_s:
+        return 0, 1.0
+    best = (0, 1.0)
+    for k in range(1, max(verify_s)):
+        chance, tokens = 1.0, 1.0
+        for i in range(k):
+            chance *= acceptance[min(i, len(acceptance) - 1)]
+            tokens += chance
+        speedup = tokens * verify_s[1] / (verify_s[k + 1] + k * draft_s)
+        if speedup > best[1]:
+            best = (k, speedup)
+    return best
 
 
 def break_even(t1: float, t_round: float, k: int) -> float | None:

@@ -1,16 +1,18 @@
 """`lookahead train-mtp`: train an MTP head for a model that has none.
 
 Three stages, each resumable: (1) cache the target's hidden states and its own
-predictions over self-generated replies and offline text, (2) train the head by
-self-distillation, checkpointing as it goes, (3) write a decoder repo the engine
-pairs with the model by itself.
+predictions over self-generated replies, the user's chats and offline text, (2)
+train the head by self-distillation, checkpointing as it goes, (3) write a decoder
+repo the engine pairs with the model by itself. The run is a training job
+(engine/mtp_train/job.py), the same the app's Train page starts; ``--job DIR`` runs
+one the app created (that is how the app starts its worker process).
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import sys
-import time
 from pathlib import Path
 
 
@@ -22,7 +24,7 @@ def register(sub) -> None:
         "kind, initialised from its last layer) to predict the model's own next-next "
         "token, and write it as a decoder repo. Interrupted runs resume.",
     )
-    p.add_argument("--model", required=True, help="local model name, hub repo id or folder")
+    p.add_argument("--model", help="local model name, hub repo id or folder")
     p.add_argument(
         "--data",
         nargs="*",
@@ -31,7 +33,12 @@ def register(sub) -> None:
         help="text files or folders to train on (default: Python stdlib source, web files "
         "from site-packages and /usr/share/doc text)",
     )
-    p.add_argument("--out", required=True, metavar="DIR", help="decoder repo to write")
+    p.add_argument("--out", metavar="DIR", help="decoder repo to write")
+    p.add_argument(
+        "--chats",
+        action="store_true",
+        help="also train on your own conversations with this model (the app's database)",
+    )
     p.add_argument(
         "--no-self-gen",
         action="store_true",
@@ -58,6 +65,7 @@ def register(sub) -> None:
     )
     p.add_argument("--work", metavar="DIR", default=None, help="checkpoint folder")
     p.add_argument("--fresh", action="store_true", help="ignore an earlier checkpoint")
+    p.add_argument("--job", metavar="DIR", help=argparse.SUPPRESS)  # the app's worker
     p.set_defaults(func=run)
 
 
@@ -72,44 +80,19 @@ def run(args) -> int:
 
     from engine import paths
     from engine.errors import EngineError
-    from engine.model_loader import load_model
-    from engine.mtp_train import data as D
-    from engine.mtp_train.corpus import files_from_args
-    from engine.mtp_train.train import TrainConfig, Trainer
+    from engine.mtp_train import job as J
 
-    print(f"loading {args.model} ...", file=sys.stderr)
-    loaded = load_model(args.model)
-    files = None
-    if args.data is not None:
-        files = files_from_args(args.data)
-        if not files:
-            raise EngineError("--data: no readable text files found")
-    prompts = [] if args.no_self_gen else None
-
-    bar = None
-    t0 = time.perf_counter()
-
-    def data_progress(unit: str, done: int, planned: int) -> None:
-        nonlocal bar
-        if bar is None:
-            bar = _bar(planned, "target states", "tok", 0)
-        bar.total = planned
-        bar.n = done
-        bar.set_postfix_str(unit)
-        bar.refresh()
-
-    recipe = D.prepare(loaded, files, prompts, args.max_new, data_progress)
-    if bar is not None:
-        bar.close()
-    data = D.load_dataset(recipe)
-    data_seconds = time.perf_counter() - t0
-    print(f"data: {len(data.tokens)} positions in {data.n_sequences} sequences", file=sys.stderr)
-
-    key = hashlib.sha256(f"{recipe}|{Path(args.out).resolve()}".encode()).hexdigest()[:10]
-    work = Path(args.work) if args.work else paths.cache_dir() / "mtp-runs" / key
-    if args.fresh and work.exists():
-        shutil.rmtree(work)
-    cfg = TrainConfig(
+    if args.job:
+        return 0 if J.run_job(Path(args.job)) in ("done", "paused", "cancelled") else 1
+    if not args.model or not args.out:
+        raise EngineError("train-mtp needs --model and --out")
+    data = J.DataChoice(
+        chats_of=args.model if args.chats else "",
+        builtin_prompts=0 if args.no_self_gen else -1,
+        folders=list(args.data or []),
+        default_corpus=args.data is None,
+    )
+    train = dict(
         steps=args.steps,
         batch=args.batch,
         window=args.window,
@@ -120,34 +103,63 @@ def run(args) -> int:
         minutes=args.minutes,
         init=args.init,
     )
-    trainer = Trainer(loaded, data, work, cfg)
-    if trainer.state.step:
-        print(f"resuming from step {trainer.state.step} ({work})", file=sys.stderr)
-    tbar = _bar(cfg.steps, "training", "step", trainer.state.step)
-    last_val: dict = trainer.state.history[-1] if trainer.state.history else {}
+    spec = J.JobSpec(
+        model=args.model,
+        out=str(Path(args.out).resolve()),
+        data=data,
+        train=train,
+        max_new=args.max_new,
+        dtype=args.dtype,
+        tokenizer_hash=not args.any_tokenizer_file,
+    )
+    key = hashlib.sha256(f"{spec}".encode()).hexdigest()[:10]
+    work = Path(args.work) if args.work else paths.cache_dir() / "mtp-runs" / key
+    if args.fresh and work.exists():
+        shutil.rmtree(work)
+    if (work / "run" / "state.json").exists():
+        print(f"resuming ({work})", file=sys.stderr)
+    folder = J.create_job(spec, work)
+    print(f"loading {args.model} ...", file=sys.stderr)
+    bars: dict = {}
 
-    def on_step(state, info: dict) -> None:
-        nonlocal last_val
-        last_val = info.get("val", last_val)
-        post = f"loss {info['loss']:.3f}"
-        if last_val:
-            post += f" | val accept {last_val['all']['acc1']:.1%}"
-            post += f" (2nd {last_val['all']['acc2_given_1']:.0%})"
-        tbar.set_postfix_str(post)
-        tbar.update(1)
+    def on_event(event: dict) -> None:
+        kind = event["kind"]
+        if kind == "data":
+            bar = bars.get("data") or bars.setdefault(
+                "data", _bar(event["planned"], "target states", "tok")
+            )
+            bar.total, bar.n = event["planned"], event["done"]
+            bar.refresh()
+        elif kind == "state" and event.get("state") == "training":
+            if "data" in bars:
+                bars.pop("data").close()
+            status = J.read_status(folder)
+            print(f"data: {status.get('positions')} positions in {status.get('sequences')} "
+                  "sequences", file=sys.stderr)  # fmt: skip
+            bars["train"] = _bar(event["steps"], "training", "step", status.get("step", 0))
+        elif kind == "step" and "train" in bars:
+            bars["train"].n = event["step"]
+            bars["train"].set_postfix_str(f"loss {event['loss']:.3f}" + bars.get("val", ""))
+        elif kind == "val" and event.get("step"):
+            m = event["metrics"]["all"]
+            bars["val"] = f" | val accept {m['acc1']:.1%} (2nd {m['acc2_given_1']:.0%})"
 
     try:
-        state = trainer.run(on_step)
+        final = J.run_job(folder, on_event)
     except KeyboardInterrupt:
-        trainer.save_checkpoint()
-        tbar.close()
-        print(f"\ninterrupted at step {trainer.state.step}; run again to resume", file=sys.stderr)
+        J.request_stop(folder)
+        print("\ninterrupted; run again to resume", file=sys.stderr)
         return 130
-    tbar.close()
-    out = _export(args, loaded, data, trainer, state, data_seconds)
-    best = state.best
-    print(f"wrote {out}: best step {best.get('step')}, validation acceptance "
-          f"{best['all']['acc1']:.1%} first draft, {best['all']['acc2_given_1']:.1%} second")  # fmt: skip
+    finally:
+        for bar in bars.values():
+            if not isinstance(bar, str):
+                bar.close()
+    status = J.read_status(folder)
+    if final != "done":
+        raise EngineError(status.get("message") or f"training {final}")
+    r = status["result"]
+    print(f"wrote {r['decoder']}: validation acceptance {r['acceptance']:.1%} first draft "
+          f"(untrained {r['baseline']:.1%}), {r['acceptance_2']:.1%} second")  # fmt: skip
     return 0
 
 
@@ -160,7 +172,7 @@ def data_facts(data) -> dict:
     for kind, n in zip(data.kinds, lengths, strict=True):
         by_kind[kind] = by_kind.get(kind, 0) + int(n)
     m = data.manifest
-    return {
+    facts = {
         "self_generated": (
             f"greedy replies to {m.get('prompts', 0)} built-in chat prompts "
             f"(up to {m.get('max_new_tokens')} new tokens each; prompt tokens included)"
@@ -169,6 +181,9 @@ def data_facts(data) -> dict:
         "tokens_by_kind": by_kind,
         "total_tokens": int(sum(lengths)),
     }
+    if m.get("sequences"):
+        facts["chats"] = f"{m['sequences']} of your replies, as the model wrote them"
+    return facts
 
 
 def _states_seconds(data) -> float:
@@ -179,13 +194,13 @@ def _states_seconds(data) -> float:
     return sum(units.get(u, {}).get("seconds", 0.0) for u in data.manifest["units"])
 
 
-def _export(args, loaded, data, trainer, state, data_seconds: float) -> Path:
-    from engine.mtp_train.export import export_decoder, head_weights_from
+def trained_facts(loaded, data, trainer, state) -> dict:
+    """What the decoder's config and model card say about its training."""
     from engine.runtime import runtime_info
 
     info = runtime_info()
     cfg = trainer.cfg
-    trained = {
+    return {
         "method": "self-distillation: label at i = the target's top-8 distribution at i+1",
         "data": data_facts(data),
         "train_sequences": len(trainer.train_seqs),
@@ -197,22 +212,10 @@ def _export(args, loaded, data, trainer, state, data_seconds: float) -> Path:
         "optimizer": f"AdamW lr {cfg.lr} (warm-up {cfg.warmup}, cosine to 10%), "
         f"weight decay {cfg.weight_decay}",
         "depths": f"{cfg.depths} (depth-2 loss weight {cfg.depth2_weight})",
-        "init": cfg.init,
+        "init": cfg.init if cfg.init in ("target", "random") else "continued from the decoder",
         "target_states_minutes": round(_states_seconds(data) / 60, 1),
-        "data_wall_minutes_this_run": round(data_seconds / 60, 1),
         "train_minutes": round(state.seconds / 60, 1),
         "hardware": f"{info.device}, {info.blas}, {loaded.dtype}",
         "validation": {k: v for k, v in state.best.items() if isinstance(v, dict)},
         "files": data.manifest.get("files", []),
     }
-    return export_decoder(
-        Path(args.out),
-        head_weights_from(trainer.best_head_path()),
-        trainer.draft_ids,
-        loaded.path.name,
-        loaded.path,
-        loaded.config,
-        trained,
-        dtype=args.dtype,
-        tokenizer_hash=not args.any_tokenizer_file,
-    )

@@ -7,7 +7,9 @@ come from two places:
 
 - the target's own greedy replies to chat prompts (``prompts.py``), generated in
   batches (a batch step costs little more than a single-stream step on CPU);
-- windows of offline text (``corpus.py``).
+- windows of offline text (``corpus.py``);
+- whole token sequences as they were written, e.g. the user's own chats with the
+  model (``chats.py``).
 
 Everything is computed once and cached in shards under ``paths.cache_dir()``, so
 training epochs cost only the head and an interrupted build resumes where it
@@ -32,6 +34,7 @@ from engine.target import split_model
 TOP_K = 8  # soft labels: the target's K most likely next tokens per position
 GEN_BATCH = 48  # prompts generated together
 TEXT_BATCH = 4  # text windows per forward
+SEQ_BATCH = 8  # sequences per cached unit (each its own forward: lengths differ)
 WINDOW = 256  # tokens per text window
 
 Progress = Callable[[str, int, int], None]  # (unit, done tokens, planned tokens)
@@ -199,10 +202,12 @@ def build_dataset(
     max_new: int = 256,
     files: list[str] | None = None,
     progress: Progress | None = None,
+    sequences: list[tuple[str, list[int]]] = (),
 ) -> Path:
     """Compute and cache every unit not cached yet; returns the recipe file.
 
-    Units are batches of prompts (``gen-*``) or text windows (``text-*``), named by a
+    Units are batches of prompts (``gen-*``), text windows (``text-*``) or whole
+    sequences (``seq-*``, one forward each), named by a
     hash of their inputs, so any later recipe that shares a batch reuses it (new
     files on the machine change the text units, not the costly replies). A unit is
     written whole: an interrupted build loses at most the unit in flight. The recipe
@@ -237,6 +242,17 @@ def build_dataset(
                 sum(len(ids) for ids in windows),
             )
         )
+    for i in range(0, len(sequences), SEQ_BATCH):
+        batch = sequences[i : i + SEQ_BATCH]
+        seqs = [ids for _, ids in batch]
+        units.append(
+            (
+                f"seq-{_digest([seqs, TOP_K])}",
+                lambda s=seqs: [text_states(loaded.model, [ids])[0] for ids in s],
+                [k for k, _ in batch],
+                sum(len(ids) for ids in seqs),
+            )
+        )
     planned = sum(u[3] for u in units)
     done = 0
     for name, compute, kinds, estimate in units:
@@ -260,6 +276,7 @@ def build_dataset(
         "max_new_tokens": max_new,
         "prompts": len(prompts),
         "text_windows": len(text_windows),
+        "sequences": len(sequences),
         "window": WINDOW,
         "files": files or [],
     }
@@ -320,11 +337,13 @@ def prepare(
     prompts: list[tuple[str, str]] | None = None,
     max_new: int = 256,
     progress: Progress | None = None,
+    sequences: list[tuple[str, list[int]]] = (),
 ) -> Path:
     """Build (or resume) the cached data set for ``loaded``; returns its recipe file.
 
     ``files``: TextFile entries (None: the default offline corpus); ``prompts``:
-    (kind, message) pairs for self-generated replies (None: the built-in set).
+    (kind, message) pairs for self-generated replies (None: the built-in set);
+    ``sequences``: (kind, token ids) taken as they are (the user's chats).
     """
     from engine.mtp_train.corpus import default_corpus, token_windows
     from engine.mtp_train.prompts import training_prompts
@@ -334,4 +353,6 @@ def prepare(
     names = [f"{f.kind}:{f.path}" for f in files]
     windows = token_windows(loaded.tokenizer, files, WINDOW)
     folder = dataset_dir(Path(loaded.path))
-    return build_dataset(loaded, folder, prompts, windows, max_new, names, progress)
+    return build_dataset(
+        loaded, folder, prompts, windows, max_new, names, progress, list(sequences)
+    )

@@ -72,7 +72,18 @@ def init_head(
       the residual stream that layer normally reads (measured on ``sample`` tokens):
       unscaled, its updates swamp the unit-scale input and training starts far worse.
     - ``random``: mlx's default initialisation (about as good after 60 steps).
+    - a decoder folder this module exported before: continue from its weights
+      (retraining an existing decoder on more data).
     """
+    from pathlib import Path
+
+    if how not in ("target", "random") and (Path(how) / "model.safetensors").is_file():
+        weights = dict(mx.load(str(Path(how) / "model.safetensors")).items())
+        weights.pop("draft_vocab_ids", None)
+        head.load_weights(list(weights.items()), strict=True)
+        head.set_dtype(mx.float32)
+        mx.eval(head.parameters())
+        return
     if how == "random":
         head.set_dtype(mx.float32)
         mx.eval(head.parameters())

@@ -41,7 +41,7 @@ class TrainConfig:
     val_every: int = 100
     minutes: float = 0.0  # stop (with a checkpoint) after this long; 0 = no limit
     seed: int = 0
-    init: str = "target"  # see head.init_head: target | random
+    init: str = "target"  # see head.init_head: target | random | a decoder folder
     val_fraction: int = 10  # every n-th sequence is held out
 
 
@@ -259,7 +259,13 @@ class Trainer:
 
     # ---------------------------------------------------------------- loop
 
-    def run(self, on_step: Callable[[TrainState, dict], None] | None = None) -> TrainState:
+    def run(
+        self,
+        on_step: Callable[[TrainState, dict], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> TrainState:
+        """Train up to ``cfg.steps`` (or ``cfg.minutes``). ``should_stop`` is asked after
+        every step; when it says so, the run checkpoints and returns early (resumable)."""
         cfg, st = self.cfg, self.state
         loss_and_grad = nn.value_and_grad(self.head, self.loss)
         start = time.perf_counter() - st.seconds
@@ -290,5 +296,8 @@ class Trainer:
             if on_step:
                 on_step(st, info)
             if out_of_time:
+                break
+            if should_stop is not None and should_stop():
+                self.save_checkpoint()
                 break
         return st

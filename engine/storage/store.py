@@ -224,6 +224,19 @@ class ConversationStore:
             ).fetchall()
         return [q.message_from_row(r) for r in rows]
 
+    def replies_by_model(self, model: str) -> list[StoredMessage]:
+        """Every finished assistant reply ``model`` wrote (all conversations and branches,
+        failed and unfinished ones left out), oldest first: what a drafter for that
+        model can learn from."""
+        with self._tx() as c:
+            rows = c.execute(
+                f"SELECT {q.MSG_COLS} FROM messages m WHERE m.role = 'assistant' "
+                "AND m.model = ? AND m.finish_reason IS NOT NULL AND m.finish_reason != 'error' "
+                "ORDER BY m.id",
+                (model,),
+            ).fetchall()
+        return [q.message_from_row(r) for r in rows]
+
     def update_message(
         self,
         message_id: int,
