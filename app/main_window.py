@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from dataclasses import replace
+from pathlib import Path
 
 from PySide6.QtCore import QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QCloseEvent, QKeySequence, QShortcut
@@ -43,6 +45,7 @@ from app.settings.app_settings import AppSettings
 from app.settings.page import SettingsPage
 from app.sidebar import Sidebar
 from app.tool_servers import ToolServerHost
+from app.train.page import TrainPage
 from app.widgets import IconButton
 from engine.settings import ModelSettings
 from engine.storage import ConversationStore, StorageError
@@ -189,6 +192,7 @@ class MainWindow(QMainWindow):
         if self.sidebar is not None:
             for key, page in (
                 ("models", self.models_page),
+                ("train", self.train_page),
                 ("serve", self.serve_page),
                 ("settings", self.settings_page),
             ):
@@ -239,6 +243,11 @@ class MainWindow(QMainWindow):
         self.models_page = ModelsPage(parent=parent)
         self.models_page.sig_library_changed.connect(self._on_models_library_changed)
         self.sidebar.add_section("models", "Models", "models")
+        self.train_page = TrainPage(self.store, self.catalog, parent)
+        self.train_page.sig_finished.connect(self._on_training_finished)
+        self.train_page.sig_compare.connect(self.compare_decoder)
+        self.train_page.sig_library_changed.connect(self._on_train_library_changed)
+        self.sidebar.add_section("train", "Train", "train")
         self.serve_page = ServePage(self.bridge, self.settings, self._api_catalog, parent)
         self.models_page.sig_library_changed.connect(self.serve_page.refresh_models)
         self.sidebar.add_section("serve", "Serve", "serve")
@@ -401,6 +410,54 @@ class MainWindow(QMainWindow):
 
     def _on_pane_notice(self, text: str) -> None:
         self.statusBar().showMessage(text, 10000)
+
+    # ------------------------------------------------------------ trained decoders
+
+    def _on_training_finished(self, job) -> None:
+        """A drafter finished training: list it everywhere and say so."""
+        self._on_train_library_changed()
+        r = job.status.get("result", {})
+        acc, base = r.get("acceptance"), r.get("baseline")
+        text = f"Drafter {r.get('name', '')} is ready"
+        if isinstance(acc, float) and isinstance(base, float):
+            text += f": {acc:.0%} of first drafts accepted on held-out text ({base:.0%} untrained)"
+        text += ". It pairs with its model by itself; Compare on the Train page tries it."
+        self._on_pane_notice(text)
+        if self.sidebar is not None:
+            self.sidebar.show_notice(text, "success")
+        QApplication.alert(self)
+
+    def _on_train_library_changed(self) -> None:
+        self._on_models_library_changed()
+        self.models_page.refresh_library()
+        self.train_page.refresh_models()
+
+    def compare_decoder(self, model_id: str, decoder_folder: str) -> None:
+        """Two panes on ``model_id``: the first with the decoder off, the second with
+        the decoder in ``decoder_folder``; then the chats, ready for a prompt."""
+        self._rescan_models()
+        entry = self.catalog.find(model_id)
+        if entry is None:
+            self._on_pane_notice(f"{model_id} is no longer in the library.")
+            return
+        choice = next((c for c in entry.decoders if c.path == decoder_folder), None)
+        if choice is None or not choice.ok:
+            self._on_pane_notice(f"{Path(decoder_folder).name} does not pair with {entry.label}.")
+            return
+        while len(self.panes) < 2:
+            self.add_pane()
+        for i, pane in enumerate(self.panes[:2]):
+            pane.set_models(self.catalog.models(), prefer=model_id)
+            settings = pane.controls.settings()
+            decoder = replace(settings.decoder, decoder=choice.value if i else "none")
+            pane.controls.set_settings(replace(settings, decoder=decoder))
+            pane.controls.set_decoder_enabled(bool(i))
+        self.show_section("chats")
+        self.prompt.edit.setFocus()
+        self._on_pane_notice(
+            f"Pane 1: {entry.label} without a decoder; pane 2: with {choice.label}. "
+            "Send a prompt to all panes (Ctrl+Enter) to compare."
+        )
 
     def _on_pane_busy_changed(self, _busy: bool = False) -> None:
         self.prompt.set_busy(any(p.busy for p in self.panes))

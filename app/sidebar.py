@@ -104,9 +104,14 @@ class Sidebar(QFrame):
     def section_button(self, key: str) -> QToolButton | None:
         return self._buttons.get(key)
 
-    def show_notice(self, text: str) -> None:
-        """Show a message until the user dismisses it (e.g. the database was repaired)."""
+    def show_notice(self, text: str, kind: str = "warning") -> None:
+        """Show a message until the user dismisses it: a warning (the database was
+        repaired) or good news (``kind`` "success": a drafter finished training)."""
         self.notice_text.setText(text)
+        theme.set_property(self.notice, "kind", kind)
+        pal = theme.current()
+        icon, colour = ("check", pal.success) if kind == "success" else ("alert", pal.warning)
+        self.notice_icon.setIcon(theme.icon(icon, colour, 16))
         self.notice.show()
 
     def _on_theme_changed(self, pal: theme.Palette) -> None:

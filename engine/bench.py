@@ -394,10 +394,11 @@ def expected_speedup(
     """The best k and its speed-up over plain decoding, from measured costs: a round of
     k drafts costs t(k + 1) + k * draft_s and yields 1 + a1 + a1 a2 + ... tokens, where
     ``acceptance`` holds each position's rate given the ones before (the last one
-    repeats for later positions). k = 0, 1.0: drafting does not pay."""
-    if not acceptance or 1 not in verify_s:
+    repeats for later positions). Below 1.0 drafting does not pay at any k; (0, 1.0)
+    when there is nothing to go on."""
+    if not acceptance or 1 not in verify_s or len(verify_s) < 2:
         return 0, 1.0
-    best = (0, 1.0)
+    best = (0, 0.0)
     for k in range(1, max(verify_s)):
         chance, tokens = 1.0, 1.0
         for i in range(k):

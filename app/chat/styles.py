@@ -40,6 +40,7 @@ _SIDEBAR = Template(
 #NavButton:hover { background: $surface2; color: $text; }
 #NavButton:checked { background: $accent_soft; color: $text; border-color: transparent; }
 #SidebarNotice { background: $surface2; border: 1px solid $warning; border-radius: 10px; }
+#SidebarNotice[kind="success"] { border-color: $success; }
 #SidebarNoticeText { color: $text; font-size: 11px; }
 #ConversationList { background: transparent; border: none; outline: none; }
 #ConfirmBar { background: $surface2; border: 1px solid $danger; border-radius: 10px; }

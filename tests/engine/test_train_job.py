@@ -178,3 +178,15 @@ def test_trainable_says_why_not() -> None:
     assert "mixture-of-experts" in J.trainable(Path("/nonexistent"), moe)
     assert "not one mlx-lm can run" in J.trainable(Path("/nonexistent"), {"model_type": "zzz"})
     assert J.trainable(Path("/nonexistent"), {"model_type": "llama"}) is None
+
+
+def test_expected_speedup_from_costs() -> None:
+    from engine.bench import expected_speedup
+
+    verify = {1: 1.0, 2: 1.1, 3: 1.2, 4: 1.3}
+    # k = 2: (1 + 0.6 + 0.36) / (1.2 + 2 * 0.05) = 1.508 beats k = 1 (1.6 / 1.15) and 3.
+    k, x = expected_speedup(verify, 0.05, [0.6, 0.6])
+    assert k == 2 and x == pytest.approx(1.96 / 1.3)
+    k, x = expected_speedup(verify, 1.0, [0.1])  # a slow drafter: below 1, best k = 1
+    assert k == 1 and x < 1
+    assert expected_speedup({1: 1.0}, 0.1, [0.9]) == (0, 1.0)
