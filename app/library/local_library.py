@@ -221,7 +221,10 @@ class DecoderLine(QWidget):
         size = f"{human_bytes(m.decoder.size_bytes)} on disk"
         if m.decoder.source == "bundled":
             size = f"shipped with Lookahead, {size}"
-        return f"{m.pairing.reason}  \u00b7  {size}"
+        from engine.mtp_train.export import training_summary  # mlx: only when listed
+
+        trained = training_summary(m.decoder.path)
+        return f"{m.pairing.reason}  \u00b7  {size}" + (f"\n{trained}" if trained else "")
 
 
 class PendingRow(QFrame):

@@ -142,3 +142,36 @@ def model_card(config: dict, weights: dict[str, mx.array], extra: str = "") -> s
     if files:
         lines += ["", "## Training text files", "", "```"] + files + ["```"]
     return "\n".join(lines) + "\n"
+
+
+def training_summary(folder: Path) -> str:
+    """One line on how a decoder this module wrote was trained and what it measured,
+    e.g. "trained on 24 of your replies · 46% of first drafts accepted on held-out
+    text (19% untrained)"; "" for other decoders. Reads config.json only."""
+    try:
+        own = json.loads((Path(folder) / "config.json").read_text())["lookahead_decoder"]
+        t = own["trained"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
+    if not isinstance(t, dict):
+        return ""
+    data = t.get("data") or {}
+    by_kind = data.get("tokens_by_kind") or {}
+    parts = []
+    if data.get("chats"):
+        parts.append("your chats")
+    if any(k in by_kind for k in ("code", "story", "chat")):
+        parts.append("its own replies to built-in prompts")
+    if any(k.startswith("text:") for k in by_kind):
+        parts.append("text files")
+    total = data.get("total_tokens")
+    line = "trained on " + (", ".join(parts) or "self-distillation data")
+    if isinstance(total, int):
+        line += f" ({total:,} tokens)"
+    acc = ((t.get("validation") or {}).get("all") or {}).get("acc1")
+    if isinstance(acc, int | float):
+        line += f" \u00b7 {acc:.0%} of first drafts accepted on held-out text"
+        base = (t.get("untrained_validation") or {}).get("acc1")
+        if isinstance(base, int | float):
+            line += f" ({base:.0%} untrained)"
+    return line

@@ -87,6 +87,22 @@ def test_train_from_chats_then_compare(qtbot, bridge, library) -> None:
     page.poll()
     assert card.buttons["compare"].isVisibleTo(card) and "in your library" in card.data_note.text()
     _shot(win, "train-page-done")
+    # The Models page lists it under its model with what it was trained on.
+    from app.library.local_library import DecoderLine
+
+    def line():
+        return next(
+            (
+                x
+                for x in win.models_page.findChildren(DecoderLine)
+                if "MTP-mine" in x.name.full_text()
+            ),
+            None,
+        )
+
+    qtbot.waitUntil(lambda: line() is not None, timeout=20000)
+    assert "trained on your chats" in line().note.text()
+    assert "of first drafts accepted on held-out text" in line().note.text()
     # It is in the panes' decoder lists, and Compare sets up off vs on.
     pane = win.panes[0]
     labels = [pane.controls.decoder_combo.itemText(i) for i in range(pane.controls.decoder_combo.count())]  # fmt: skip
