@@ -28,6 +28,7 @@ from engine.compat import (
     load_config,
     model_name,
 )
+from engine.deepseek_v4.support import is_v4_decoder, is_v4_target
 from engine.errors import DecoderError
 from engine.library import LocalModel
 
@@ -86,6 +87,10 @@ def _own_weights(path: Path) -> Pairing:
     config = load_config(path)
     if not config or decoder_info(path, config) is not None:
         return check_pairing(path, path)  # says which: no config, or itself a decoder
+    if is_v4_target(config):  # mlx-vlm's DeepSeek-V4 MTP block
+        from engine.deepseek_v4 import pairing as v4
+
+        return v4.own_weights(path, config)
     source, note = sources.builtin_source(SimpleNamespace(path=path, config=config))
     if source is None:
         return Pairing(False, note or "a model cannot be its own draft model")
@@ -101,6 +106,10 @@ def _loadable(decoder_dir: Path) -> Pairing | None:
     info = decoder_info(decoder_dir)
     if info is None:
         return None  # a draft model: any chat model loads
+    if is_v4_decoder(load_config(decoder_dir)):
+        from engine.deepseek_v4 import pairing as v4
+
+        return v4.loadable(decoder_dir)
     if info.format == "assistant":
         return Pairing(
             False, f"{info.family} assistant drafters are not supported by Lookahead yet"

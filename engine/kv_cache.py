@@ -23,6 +23,7 @@ try:  # DeepSeek-V4.1's per-layer cache (mlx-lm >= 0.32)
 except ImportError:  # an mlx-lm without it: isinstance(c, ()) is always False
     LayerCache = ()
 
+from engine.deepseek_v4.caches import any_vlm_cache, copy_state, is_vlm_cache, restore_state
 from engine.prompt_cache_disk import DiskPromptCache, model_key
 
 
@@ -43,7 +44,7 @@ def rollback(
     """
     if n <= 0:
         return
-    if not can_trim_prompt_cache(cache):
+    if not _trimmable(cache):
         if snapshot is None or replay is None:
             raise RuntimeError("this model's cache cannot be rolled back")
         restore(cache, snapshot)
@@ -57,15 +58,24 @@ def rollback(
 def snapshot(cache: list) -> list | None:
     """What ``rollback`` needs to undo the next forward pass; None when every layer
     can simply be trimmed. Trimmable layers keep just their offset."""
-    if can_trim_prompt_cache(cache):
+    if _trimmable(cache):
         return None
-    return [_offset(c) if c.is_trimmable() else _copy_state(c) for c in cache]
+    return [
+        _offset(c) if c.is_trimmable() and not is_vlm_cache(c) else _copy_state(c) for c in cache
+    ]
+
+
+def _trimmable(cache: list) -> bool:
+    # mlx-vlm's windowed caches say trimmable until the window wraps mid-pass.
+    return can_trim_prompt_cache(cache) and not any_vlm_cache(cache)
 
 
 def _copy_state(c) -> tuple | dict:
     # ArraysCache replaces its arrays (a list copy is enough), LayerCache assigns new
     # arrays to its attributes (a copy of those is enough); other caches write into
     # their arrays in place (``a[...] = b`` changes every reference), so hold copies.
+    if is_vlm_cache(c):
+        return copy_state(c)
     if isinstance(c, ArraysCache):
         return (list(c.cache), c.left_padding, c.lengths)
     if isinstance(c, LayerCache):
@@ -77,6 +87,8 @@ def restore(cache: list, snap: list) -> None:
     for c, saved in zip(cache, snap, strict=True):
         if isinstance(saved, int):
             c.trim(_offset(c) - saved)
+        elif is_vlm_cache(c):
+            restore_state(c, saved)
         elif isinstance(c, ArraysCache):
             c.state = (list(saved[0]), saved[1], saved[2])
         elif isinstance(c, LayerCache):
@@ -128,7 +140,7 @@ class PromptCacheStore:
             found = self._take_from_disk(loaded, ids, keep)
             if found is not None:
                 return found
-        if best is None or keep <= 0 or not can_trim_prompt_cache(best.cache):
+        if best is None or keep <= 0 or not _trimmable(best.cache):
             return new_cache(loaded.model), 0
         entries.remove(best)
         rollback(best.cache, len(best.tokens) - keep)
@@ -138,7 +150,7 @@ class PromptCacheStore:
         entries = self._entries.setdefault(str(loaded.path), [])
         entries.insert(0, _Entry(list(tokens), cache))
         del entries[self.per_model :]
-        if self.disk is not None and self.disk.enabled and can_trim_prompt_cache(cache):
+        if self.disk is not None and self.disk.enabled and _trimmable(cache):
             n = len(self._prompt)
             prompt_len = n if n and list(tokens[:n]) == list(self._prompt) else None
             self.disk.save(model_key(loaded), list(tokens), cache, prompt_len)

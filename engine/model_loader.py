@@ -21,6 +21,7 @@ import mlx.nn as nn
 from mlx.utils import tree_flatten
 
 from engine.chat import ChatFormat
+from engine.deepseek_v4.support import is_v4_target
 from engine.errors import ModelLoadError
 from engine.extra_layers import model_classes_without_extra_layers
 from engine.library import read_config, resolve_model
@@ -153,10 +154,18 @@ def load_model(
     config = read_config(path)
     _check_weights_present(path)
     progress("reading weights", 0.1)
+    v4 = is_v4_target(config)  # mlx-lm has no deepseek_v4: mlx-vlm's classes
     try:
-        model, config = mlx_load_model(
-            path, lazy=False, get_model_classes=model_classes_without_extra_layers
-        )
+        if v4:
+            from engine.deepseek_v4.target import load as load_v4
+
+            model = load_v4(path)
+        else:
+            model, config = mlx_load_model(
+                path, lazy=False, get_model_classes=model_classes_without_extra_layers
+            )
+    except ModelLoadError:
+        raise
     except ValueError as e:
         msg = str(e).splitlines()[0]
         if "not supported" in msg.lower() or "model type" in msg.lower():
@@ -179,7 +188,8 @@ def load_model(
     except Exception as e:
         raise ModelLoadError(f"{path.name}: could not load the tokenizer ({e})") from None
     parameters = _parameter_count(model)
-    dtype = choose_dtype(settings, parameters, config)
+    # mlx-vlm's V4 keeps its own dtypes (fp32 hyper-connections and sinks, packed experts).
+    dtype = "native" if v4 else choose_dtype(settings, parameters, config)
     if dtype != "native":
         progress("converting", 0.7)
         convert_dtype(model, dtype)

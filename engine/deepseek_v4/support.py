@@ -1,0 +1,14 @@
+"""Which models and decoder repos this package runs (reads configs only)."""
+
+from __future__ import annotations
+
+TARGET_TYPES = ("deepseek_v4",)  # loaded with mlx-vlm's model classes
+MTP_TYPES = ("deepseek_v4_mtp",)  # mlx-vlm's split decoder repos
+
+
+def is_v4_target(config: dict) -> bool:
+    return str(config.get("model_type") or "") in TARGET_TYPES
+
+
+def is_v4_decoder(config: dict) -> bool:
+    return str(config.get("model_type") or "") in MTP_TYPES
