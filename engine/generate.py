@@ -244,6 +244,8 @@ class Generation:
         if self.drafter is not None:
             if hasattr(self.drafter, "sampling"):
                 self.drafter.sampling = self._draft_sampling()
+            if hasattr(self.drafter, "target_cache"):  # drafters that read the target's K/V
+                self.drafter.target_cache = self.cache
             self.drafter.begin(list(self.prompt.token_ids), hidden, self.counters.cached)
         reason = self._push(first, *self._rows(arrays)[0])
         last = first

@@ -23,6 +23,29 @@ class HiddenStatesUnsupported(Exception):
 
 def split_model(model: nn.Module):
     """(body, head): body(inputs, cache) -> normed hidden; head(hidden) -> logits."""
+    inner = getattr(model, "language_model", None)
+    if getattr(model, "model", None) is None and getattr(inner, "model", None) is not None:
+        model = inner  # multimodal wrappers (Gemma 4): the language model does the work
+    body, head = _body_and_head(model)
+    cap = getattr(model, "final_logit_softcapping", None)
+    if cap:  # the model's own softcap op, so logits are bit-identical to model(x)
+        import sys
+
+        softcap = getattr(sys.modules[type(model).__module__], "logit_softcap", None)
+        if softcap is None:
+
+            def softcap(c, x):
+                return mx.tanh(x / c) * c
+
+        linear = head
+
+        def head(hidden):
+            return softcap(cap, linear(hidden))
+
+    return body, head
+
+
+def _body_and_head(model: nn.Module):
     body = getattr(model, "model", None)
     if body is None:
         raise HiddenStatesUnsupported(f"{type(model).__module__} has no .model body")
@@ -65,7 +88,10 @@ def prefill_chunk(
         with capture_layers(model, want_hidden) as taps:
             body(inputs, cache=cache)  # the head never runs: its output is unused
         return taps.hidden()
-    body = getattr(model, "model", None)
+    try:
+        body, _ = split_model(model)
+    except HiddenStatesUnsupported:
+        body = None
     if body is not None:
         hidden = body(inputs, cache=cache)
         return hidden if want_hidden else None

@@ -146,3 +146,109 @@ def make_dflash(path: Path, cfg: dict, seed: int = 1, scale: float = 1.0) -> Pat
     (path / "config.json").write_text(json.dumps(cfg))
     mx.save_safetensors(str(path / "model.safetensors"), params, metadata={"format": "mlx"})
     return path
+
+
+# -- Gemma 4 (target: mlx-lm's gemma4; drafter: a gemma4_assistant repo)
+
+_ROPE = {
+    "full_attention": {
+        "partial_rotary_factor": 0.25,
+        "rope_theta": 1e6,
+        "rope_type": "proportional",
+    },
+    "sliding_attention": {"partial_rotary_factor": 1.0, "rope_theta": 1e4, "rope_type": "default"},
+}
+
+
+def gemma4_text_config(vocab: int, **over) -> dict:
+    cfg = {
+        "model_type": "gemma4_text",
+        "hidden_size": 64,
+        "num_hidden_layers": 4,
+        "intermediate_size": 128,
+        "num_attention_heads": 4,
+        "head_dim": 16,
+        "global_head_dim": 16,
+        "num_key_value_heads": 1,
+        "num_kv_shared_layers": 0,
+        "hidden_size_per_layer_input": 0,
+        "vocab_size_per_layer_input": vocab,
+        "sliding_window": 8,
+        "layer_types": ["sliding_attention"] * 3 + ["full_attention"],
+        "rope_parameters": _ROPE,
+        "final_logit_softcapping": 30.0,
+        "use_double_wide_mlp": False,
+        "tie_word_embeddings": True,
+        "vocab_size": vocab,
+        "max_position_embeddings": 4096,
+    }
+    cfg.update(over)
+    return cfg
+
+
+def make_gemma4_target(path: Path, seed: int = 0, layer_scale: float = 0.3, **over) -> dict:
+    """A random mlx-lm ``gemma4`` target (text only), weights in MLX names."""
+    from mlx_lm.utils import _get_classes
+
+    path.mkdir(parents=True, exist_ok=True)
+    vocab = write_tokenizer(path)
+    text = gemma4_text_config(vocab, **over)
+    cfg = {"model_type": "gemma4", "architectures": ["Gemma4ForConditionalGeneration"],
+           "text_config": text, "vocab_size": vocab, "tie_word_embeddings": True,
+           "eos_token_id": 2}  # fmt: skip
+    model_cls, args_cls = _get_classes(cfg)
+    mx.random.seed(seed)
+    model = model_cls(args_cls.from_dict(cfg))
+    params = {k: v.astype(mx.float32) for k, v in tree_flatten(model.parameters())}
+    for k, v in params.items():
+        if _OUT_PROJ.search(k):
+            params[k] = v * layer_scale
+    _save(path, cfg, params)
+    return {"path": path, "config": cfg, "params": params}
+
+
+def assistant_config(target: dict, **over) -> dict:
+    """A ``gemma4_assistant`` config (the published layout) for ``target``."""
+    t = target["config"]["text_config"]
+    text = gemma4_text_config(
+        t["vocab_size"], num_hidden_layers=2, layer_types=["sliding_attention", "full_attention"],
+        intermediate_size=96,
+    )  # fmt: skip
+    cfg = {
+        "model_type": "gemma4_assistant",
+        "architectures": ["Gemma4AssistantForCausalLM"],
+        "backbone_hidden_size": t["hidden_size"],
+        "use_ordered_embeddings": False,
+        "tie_word_embeddings": True,
+        "block_size": 4,
+        "text_config": text,
+    }
+    cfg.update(over)
+    return cfg
+
+
+def make_assistant(path: Path, target: dict, seed: int = 1, copy: bool = False, scale=1.0):
+    """An assistant repo built with mlx-vlm's class. ``copy``: it drafts the target's
+    greedy chain whenever the target behaves as a bigram model (pre_projection passes
+    the token embedding through, the layers add ``scale`` x their output, and its
+    embeddings are the target's)."""
+    from mlx_vlm.speculative.drafters import gemma4_assistant as module
+
+    path.mkdir(parents=True, exist_ok=True)
+    cfg = assistant_config(target)
+    mx.random.seed(seed)
+    model = module.Model(module.ModelConfig.from_dict(cfg))
+    params = {k: v.astype(mx.float32) for k, v in tree_flatten(model.parameters())}
+    for k, v in params.items():
+        if _OUT_PROJ.search("." + k):
+            params[k] = v * scale
+    if copy:
+        h = cfg["backbone_hidden_size"]
+        params["pre_projection.weight"] = mx.concatenate([mx.eye(h), mx.zeros((h, h))], axis=1)
+        params["model.embed_tokens.weight"] = target["params"][
+            "language_model.model.embed_tokens.weight"
+        ]
+        params["model.norm.weight"] = target["params"]["language_model.model.norm.weight"]
+    (path / "config.json").write_text(json.dumps(cfg))
+    mx.save_safetensors(str(path / "model.safetensors"), params, metadata={"format": "mlx"})
+    return path
