@@ -24,6 +24,7 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.drafters import kinds as drafter_kinds
 from engine.hub.cache import repo_id_for_path
 from engine.hub.describe import has_mtp_weight_names, mtp_layers
 
@@ -38,7 +39,7 @@ class Pairing:
 
 @dataclass(frozen=True)
 class DecoderInfo:
-    format: str  # "mlx-vlm" | "nextn" | "sidecar" | "lookahead" | "assistant"
+    format: str  # "mlx-vlm" | "nextn" | "sidecar" | "lookahead" | "assistant" | "dflash" | ...
     family: str  # the target's model_type it is made for ("" when unknown)
     hidden_size: int | None
     vocab_size: int | None
@@ -81,6 +82,9 @@ def decoder_info(path: Path, config: dict | None = None) -> DecoderInfo | None:
         family = str(own.get("family") or own.get("model_type") or model_type)
         target, tok = str(own.get("target") or ""), str(own.get("tokenizer_sha256") or "")
         return DecoderInfo("lookahead", _strip(family), hidden, vocab, target, tok)
+    if (fmt := drafter_kinds.drafter_format(cfg)) is not None:  # DFlash, EAGLE-3, assistants
+        hidden, vocab = drafter_kinds.dims(fmt, cfg)
+        return DecoderInfo(fmt, drafter_kinds.family(fmt, cfg), hidden, vocab, _declared(cfg))
     if model_type.endswith("_mtp"):
         # text_config names the exact family (one qwen3_5_mtp type serves dense and MoE).
         inner = str((cfg.get("text_config") or {}).get("model_type") or "")
@@ -263,6 +267,8 @@ def check_pairing(target_dir: Path, decoder_dir: Path) -> Pairing:
         )
     if dec.vocab_size and vocab and dec.vocab_size != vocab:
         return Pairing(False, f"vocabulary of {dec.vocab_size}, but {target_name} has {vocab}")
+    if drafter_kinds.drafter_format(dcfg) and (why := drafter_kinds.check(dec.format, dcfg, tcfg)):
+        return Pairing(False, why)
     target_tok = target_dir / "tokenizer.json"
     if dec.tokenizer_sha256 and target_tok.is_file():  # our heads record what they saw
         if _file_sha256(target_tok) != dec.tokenizer_sha256.lower():
@@ -278,7 +284,7 @@ def check_pairing(target_dir: Path, decoder_dir: Path) -> Pairing:
         return Pairing(False, "its tokenizer differs from the model's")
     if tok is None and dec.target and _base_name(dec.target) != _base_name(target_name):
         return Pairing(False, f"made for {dec.target}, not {target_name}")
-    checked = f"{dec.family or 'same'} family, hidden {hidden}, vocab {vocab}"
+    checked = f"{dec.family + ' family, ' if dec.family else ''}hidden {hidden}, vocab {vocab}"
     if tok:
         checked += ", same tokenizer"
     elif dec.target:
@@ -294,7 +300,7 @@ def _label(fmt: str) -> str:
         "nextn": "MTP head (NextN export)",
         "sidecar": "MTP head (mtp.safetensors)",
         "lookahead": "trained MTP head",
-        "assistant": "assistant drafter",
+        **drafter_kinds.LABELS,
     }.get(fmt, fmt)
 
 

@@ -29,9 +29,12 @@ from engine.compat import (
     model_name,
 )
 from engine.deepseek_v4.support import is_v4_decoder, is_v4_target
+from engine.drafters import kinds as drafter_kinds
 from engine.errors import DecoderError
 from engine.library import LocalModel
 
+# Decoders with weights of their own, which ``auto`` may pick (not draft models).
+WEIGHT_KINDS = ("mtp", *drafter_kinds.KINDS)
 LOOKUP_NOTE = "Copies n-grams from the conversation; any model."
 
 
@@ -41,7 +44,7 @@ class DecoderChoice:
 
     value: str  # "lookup", "auto" (the model's own MTP weights) or a decoder id
     label: str
-    kind: str  # "mtp" | "draft" | "lookup"
+    kind: str  # "mtp" | "dflash" | "eagle3" | "assistant" | "draft" | "lookup"
     origin: str  # "built-in" | "shipped" | "library" | "any model"
     ok: bool
     reason: str  # when ok, what was checked; otherwise why not
@@ -110,10 +113,15 @@ def _loadable(decoder_dir: Path) -> Pairing | None:
         from engine.deepseek_v4 import pairing as v4
 
         return v4.loadable(decoder_dir)
-    if info.format == "assistant":
+    if info.format == "assistant" and info.family != "gemma4":
         return Pairing(
             False, f"{info.family} assistant drafters are not supported by Lookahead yet"
         )
+    if info.format == "eagle3":
+        return Pairing(False, "EAGLE-3 heads are recognised but Lookahead cannot run them yet")
+    if info.format in drafter_kinds.LABELS:  # DFlash, Gemma 4 assistants
+        why = drafter_kinds.mlx_vlm_missing() or drafter_kinds.weights_missing(decoder_dir)
+        return Pairing(False, why) if why else None
     try:
         sources.folder_source(decoder_dir)
     except DecoderError as e:
@@ -172,7 +180,7 @@ def decoders_for(
         pairing = _pairing(matches, dec, path)
         if not pairing.ok and (me is None or not same_family(dec, me)):
             continue  # not for this model: normal when browsing a whole library
-        kind = dec.decoder_kind if dec.decoder_kind in ("mtp", "draft") else "mtp"
+        kind = dec.decoder_kind if dec.decoder_kind in WEIGHT_KINDS + ("draft",) else "mtp"
         origin = "shipped" if dec.source == "bundled" else "library"
         choice = DecoderChoice(
             dec.id, _short(dec.id), kind, origin, pairing.ok, pairing.reason,
@@ -187,8 +195,9 @@ def decoders_for(
 
 
 def auto_choice(choices: list[DecoderChoice]) -> DecoderChoice:
-    """What ``auto`` runs: the best MTP decoder that pairs, else prompt lookup."""
-    return next((c for c in choices if c.ok and c.kind == "mtp"), LOOKUP)
+    """What ``auto`` runs: the best decoder with weights of its own that pairs (MTP,
+    DFlash, EAGLE-3, assistant), else prompt lookup."""
+    return next((c for c in choices if c.ok and c.kind in WEIGHT_KINDS), LOOKUP)
 
 
 def _declares_drafting(path: Path) -> bool:

@@ -27,7 +27,7 @@ from engine.kv_cache import PromptCacheStore, new_cache, rollback, snapshot
 from engine.model_loader import LoadedModel
 from engine.runtime import runtime_info
 from engine.settings import SamplingSettings
-from engine.target import forward, prefill_chunk
+from engine.target import Want, forward, prefill_chunk
 from engine.token_stream import TokenStream
 
 PREFILL_CHUNK = 64  # prompt tokens per step: cancel is checked between steps
@@ -136,6 +136,14 @@ class Generation:
             reason = "length"
         return reason
 
+    def _want_hidden(self) -> Want:
+        """What the drafter reads from the target: nothing, its final-normed hidden
+        states, or the outputs of the layers it names (``hidden_layers``)."""
+        d = self.drafter
+        if d is None or not d.needs_hidden:
+            return False
+        return tuple(getattr(d, "hidden_layers", None) or ()) or True
+
     # ------------------------------------------------------------ prefill
 
     def _prefill(self) -> tuple[mx.array, mx.array | None]:
@@ -143,7 +151,7 @@ class Generation:
         position and, for drafters that need them, the hidden states (T, H) of the
         positions computed here (not those reused from a prompt cache)."""
         ids = list(self.prompt.token_ids)
-        want_hidden = self.drafter is not None and self.drafter.needs_hidden
+        want_hidden = self._want_hidden()
         if self.cache_store is not None:
             self.cache, reused = self.cache_store.take(self.loaded, ids)
         else:
@@ -236,6 +244,8 @@ class Generation:
         if self.drafter is not None:
             if hasattr(self.drafter, "sampling"):
                 self.drafter.sampling = self._draft_sampling()
+            if hasattr(self.drafter, "target_cache"):  # drafters that read the target's K/V
+                self.drafter.target_cache = self.cache
             self.drafter.begin(list(self.prompt.token_ids), hidden, self.counters.cached)
         reason = self._push(first, *self._rows(arrays)[0])
         last = first
@@ -265,7 +275,7 @@ class Generation:
 
     # ------------------------------------------------------------ plain decoding
 
-    def _plain_graph(self, y: mx.array, want_hidden: bool):
+    def _plain_graph(self, y: mx.array, want_hidden: Want):
         """Queue one decoding step for token y (lazy): (token, record arrays, hidden)."""
         logits, hidden = forward(self.model, y.reshape(1, 1), self.cache, want_hidden)
         display, sampling_lp = self._score_rows(logits[:, -1, :], [])
@@ -285,7 +295,7 @@ class Generation:
         policy), the stretch is handed to it in one batch at the end.
         """
         pipelined = self.settings.repetition_penalty == 1.0
-        want_hidden = self.drafter is not None and self.drafter.needs_hidden
+        want_hidden = self._want_hidden()
         fed = [last]
         hiddens = []
         t0 = self.clock()
@@ -338,7 +348,7 @@ class Generation:
         proposal = self.drafter.propose(last, k)[:k]
         n_drafts = len(proposal)
         q = self.drafter.draft_logprobs() if n_drafts else None
-        want_hidden = self.drafter.needs_hidden
+        want_hidden = self._want_hidden()
         # A lazy proposal is still being computed while the verification pass is built
         # on top of it; it is read once that pass is queued.
         tail = mx.array(proposal, dtype=mx.int32) if isinstance(proposal, list) else proposal

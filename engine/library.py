@@ -16,6 +16,7 @@ from pathlib import Path
 
 from engine import paths
 from engine.compat import carries_mtp, decoder_info, weights_dtype
+from engine.drafters.kinds import LABELS, kind_of
 from engine.errors import EngineError, ModelNotFound
 from engine.hub import cache
 from engine.hub.describe import quantization
@@ -32,7 +33,7 @@ class LocalModel:
     is_decoder: bool  # an MTP head / drafter repo rather than a chat model
     size_bytes: int = 0  # on disk; for hub repos all revisions (what `rm` frees)
     decoder_format: str = ""  # decoders: "mlx-vlm" | "nextn" | "sidecar" | "lookahead" | ...
-    decoder_kind: str = ""  # decoders: "mtp" or "draft" (assistant drafters)
+    decoder_kind: str = ""  # decoders: "mtp", "dflash", "eagle3" or "assistant"
     decoder_family: str = ""  # decoders: the model_type of the targets they are made for
     mtp: str = ""  # chat models: "weights" (carries MTP), "declared" (config only) or ""
     quantization: str = ""  # "4-bit", "bf16", ... when the config or name says
@@ -81,7 +82,7 @@ def _describe(
         is_decoder=dec is not None,
         size_bytes=size,
         decoder_format=dec.format if dec else "",
-        decoder_kind=("draft" if dec.format == "assistant" else "mtp") if dec else "",
+        decoder_kind=(kind_of(dec.format) if dec.format in LABELS else "mtp") if dec else "",
         decoder_family=dec.family if dec else "",
         mtp="" if dec else carries_mtp(path, cfg),
         quantization=quantization(cfg, model_id) or weights_dtype(path),

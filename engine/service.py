@@ -189,7 +189,7 @@ class EngineService(CommandLoop):
 
     def _generation(self, command: Generate, cancel: threading.Event):
         """Load what the request needs and set up its Generation (nothing run yet)."""
-        from engine.drafters.policy import DraftLengthPolicy
+        from engine.drafters.policy import DraftLengthPolicy, draft_ceiling
         from engine.generate import Generation
 
         sampling = command.sampling.validated()
@@ -207,7 +207,9 @@ class EngineService(CommandLoop):
             sampling = replace(sampling, max_tokens=room)
         drafter, note = self._drafter(loaded, decoder)
         self._announce(command.request_id, command.model, loaded, drafter, note)
-        policy = DraftLengthPolicy(k=decoder.draft_tokens, adaptive=decoder.adaptive)
+        policy = DraftLengthPolicy(
+            k=decoder.draft_tokens, adaptive=decoder.adaptive, k_max=draft_ceiling(drafter)
+        )
         return Generation(
             command.request_id,
             loaded,

@@ -39,6 +39,15 @@ from engine.settings import (
 
 THINKING_LABELS = {"off": "Off", "on": "Think", "max": "Max"}
 
+KIND_TAGS = {  # the decoder list's tag per DecoderChoice.kind
+    "mtp": "MTP head", "dflash": "DFlash block drafter", "eagle3": "EAGLE-3 head",
+    "assistant": "Gemma 4 assistant", "draft": "draft model", "lookup": "n-gram",
+}  # fmt: skip
+KIND_CHIPS = {
+    "mtp": "MTP", "dflash": "DFlash", "eagle3": "EAGLE-3", "assistant": "Assistant",
+    "draft": "Draft", "lookup": "Lookup",
+}  # fmt: skip
+
 
 @dataclass(frozen=True)
 class PaneSettings:
@@ -265,7 +274,7 @@ class InferenceControls(QWidget):
         self.decoder_combo.blockSignals(True)
         self.decoder_combo.clear()
         for opt in options:
-            tag = {"mtp": "MTP head", "draft": "draft model", "lookup": "n-gram"}[opt.kind]
+            tag = KIND_TAGS.get(opt.kind, opt.kind)
             self.decoder_combo.addItem(f"{opt.label}  \u00b7  {tag}", opt)
         # Unless the user picked one, the pane runs what `auto` would (engine's choice).
         chosen = self._chosen_decoder
@@ -333,7 +342,7 @@ class InferenceControls(QWidget):
         if not self.decoder_enabled.isChecked() or opt is None:
             return "Decoder off"
         k = self.draft_tokens.value()
-        kind = {"mtp": "MTP", "draft": "Draft", "lookup": "Lookup"}[opt.kind]
+        kind = KIND_CHIPS.get(opt.kind, opt.kind)
         return f"{kind} \u00b7 {k} drafts" if k else f"{kind} \u00b7 adaptive"
 
     def settings(self) -> PaneSettings:

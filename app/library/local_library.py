@@ -100,6 +100,14 @@ def model_meta(m: LocalModel) -> str:
 def decoder_badge(m: LocalModel) -> Badge:
     if m.decoder_kind == "draft":
         return Badge("Draft model", "draft", "Drafts tokens for a bigger model")
+    if m.decoder_kind == "dflash":
+        return Badge(
+            "DFlash", "decoder", "Block drafter: up to 16 tokens a step from the model's layers"
+        )
+    if m.decoder_kind == "eagle3":
+        return Badge("EAGLE-3", "decoder", "EAGLE-3 head: drafts from three of the model's layers")
+    if m.decoder_kind == "assistant":
+        return Badge("Assistant", "decoder", "Gemma 4 assistant drafter: reads the model's K/V")
     return Badge("MTP decoder", "decoder", f"MTP heads ({m.decoder_format or 'unknown format'})")
 
 

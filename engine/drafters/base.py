@@ -34,6 +34,10 @@ class DraftSampling:
 class Drafter(Protocol):
     name: str  # shown to users: "MTP (deepseek_v3)", "Prompt lookup", a draft model id
     needs_hidden: bool  # wants the target's final-normed hidden states
+    # Optional: ``hidden_layers`` (tuple of layer indices): with needs_hidden, the
+    # ``hidden`` passed to begin/commit is those layers' outputs concatenated on the
+    # last axis instead (DFlash, EAGLE-3). ``max_draft_tokens``: the most it proposes
+    # a round (a block drafter's block); adaptive k grows up to it.
 
     def begin(self, prompt_ids: list[int], hidden: mx.array | None, reused: int) -> None:
         """The target has processed the prompt.

@@ -1,9 +1,11 @@
 """How many tokens to draft next round (k), adaptive by default.
 
 Fixed k is what the user set. Adaptive k starts at 1 and follows recent acceptance:
-it grows while whole drafts are accepted and shrinks when they are rejected (a long
-first draft from a poor drafter is the costliest mistake, a good one reaches k_max
-in a few rounds). Throughput decides whether drafting pays at all: a short
+it grows while whole drafts are accepted (by one up to 4, then by half, so a block
+drafter's k_max of 15-16 is reached in 7 rounds) and shrinks when they are rejected
+or cut short (a long first draft from a poor drafter is the costliest mistake, a
+good one reaches k_max in a few rounds). ``k_max`` defaults to 4, or to what the
+drafter can propose (a block drafter's block, ``max_draft_tokens``). Throughput decides whether drafting pays at all: a short
 undrafted stretch first measures plain decoding, and whenever drafting runs slower
 than that, drafting pauses for a longer stretch (decoded at full, pipelined speed)
 before it is tried again; each attempt that loses again doubles the pause. This
@@ -56,9 +58,12 @@ class DraftLengthPolicy:
         self._rounds += 1
         self._tps_draft = _ema(self._tps_draft, (accepted + 1) / seconds)
         if accepted == drafted:
-            self.k = min(self.k + 1, self.k_max)
+            # +1 up to 4, then by half: a block drafter reaches k = 16 in 7 rounds.
+            self.k = min(self.k + max(1, self.k // 2), self.k_max)
         elif accepted == 0:
             self.k = max(self.k - 1, 1)
+        else:  # a long draft cut short: no more than twice what was accepted
+            self.k = max(1, min(self.k, 2 * (accepted + 1)))
         losing = self._tps_plain is not None and self._tps_draft < MARGIN * self._tps_plain
         if losing and self._rounds >= MIN_ROUNDS:
             self._paused = True
@@ -70,3 +75,9 @@ class DraftLengthPolicy:
 
 def _ema(old: float | None, new: float, alpha: float = 0.3) -> float:
     return new if old is None else (1 - alpha) * old + alpha * new
+
+
+def draft_ceiling(drafter) -> int:
+    """Adaptive k's ceiling for ``drafter``: its own (a block drafter's block), else 4."""
+    most = getattr(drafter, "max_draft_tokens", None)
+    return int(most) if most else DEFAULT_MAX_K

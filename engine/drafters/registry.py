@@ -13,7 +13,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from engine.compat import decoder_info
 from engine.deepseek_v4.support import is_v4_target
+from engine.drafters.kinds import LABELS
 from engine.drafters.mtp.drafter import MTPDrafter
 from engine.drafters.mtp.loader import get_head
 from engine.drafters.mtp.sources import (
@@ -27,7 +29,8 @@ from engine.errors import DecoderError, ModelNotFound
 
 
 def best_drafter(loaded) -> tuple[MTPDrafter | None, str | None]:
-    """The best compatible MTP drafter found locally, and a note on what was skipped."""
+    """The best compatible drafter with weights (MTP, DFlash, EAGLE-3, assistant)
+    found locally, and a note on what was skipped."""
     from engine import decoder_catalog, library
 
     chosen: HeadSource | None = loaded.extras.get("mtp_auto")
@@ -40,12 +43,18 @@ def best_drafter(loaded) -> tuple[MTPDrafter | None, str | None]:
         notes.append(f"could not list local models ({e})")
         models = []
     for choice in decoder_catalog.decoders_for(loaded.path, models):
-        if choice.kind != "mtp":
+        if choice.kind not in decoder_catalog.WEIGHT_KINDS:
             continue
         if not choice.ok:
             if choice.origin == "built-in":  # the model's own layers: say why not
                 notes.append(choice.reason)
             continue
+        if choice.kind != "mtp":  # DFlash, EAGLE-3, assistants: found again each time
+            try:
+                return open_drafter(loaded, choice.path), "; ".join(notes) or None
+            except DecoderError as e:
+                notes.append(str(e))
+                continue
         try:
             if is_v4_target(loaded.config):  # mlx-vlm's V4 MTP block
                 from engine.deepseek_v4.pairing import open_drafter as open_v4
@@ -89,12 +98,27 @@ def open_drafter(loaded, name_or_path: str) -> MTPDrafter:
     pairing = verdict(loaded.path, folder)  # the verdict the catalog shows
     if not pairing.ok:
         raise DecoderError(f"{folder.name}: {pairing.reason}")
+    if (info := decoder_info(folder)) is not None and info.format in LABELS:
+        return open_feature_drafter(loaded, folder, info.format)
     own = folder.resolve() == loaded.path.resolve()
     if is_v4_target(loaded.config):
         from engine.deepseek_v4.pairing import open_drafter as open_v4
 
         return open_v4(loaded, None if own else folder)
     return MTPDrafter(get_head(_source(loaded, None if own else str(folder)), loaded))
+
+
+def open_feature_drafter(loaded, folder: Path, fmt: str):
+    """A DFlash or Gemma 4 assistant drafter (the pairing already checked)."""
+    if fmt in ("dflash", "dflash2"):
+        from engine.drafters.dflash import load_dflash
+
+        return load_dflash(loaded, folder, fmt)
+    if fmt == "eagle3":  # the catalog refuses these first; never a crash
+        raise DecoderError(f"{folder.name}: EAGLE-3 heads are not supported by Lookahead yet")
+    from engine.drafters.gemma4_assistant import load_assistant
+
+    return load_assistant(loaded, folder)
 
 
 def _resolve(name: str) -> Path:
