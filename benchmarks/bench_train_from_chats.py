@@ -122,8 +122,12 @@ def main() -> None:
     print(f"ratio               | {best['acc1'] / max(base['acc1'], 1e-9):8.2f}x |")
     print(f"expected speed-up from measured costs: {status['expected']}")
 
+    from engine import decoder_catalog
+
+    choices = decoder_catalog.decoders_for(model_dir, library.local_models())
+    shipped = [c.path for c in choices if c.origin == "shipped" and c.ok]
     rows = []
-    for label, decoder in (("new decoder", str(out)), ("shipped head", "auto")):
+    for label, decoder in (("new decoder", str(out)), *(("shipped head", p) for p in shipped)):
         bench = Bench(str(model_dir), decoder, 2, args.tokens)
         bench.run_once("code", unseen[0], True)  # warm-up
         off = on = 0.0
