@@ -29,6 +29,7 @@ from app.settings.app_settings import (
     follow_system_theme,
     hostfile_path,
 )
+from app.tasks import join_workers
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +128,7 @@ def run_app(argv: list[str]) -> int:
         window.sig_ready.connect(lambda: window.send(args.send, to_all=True))
     code = _exec(app)
     bridge.close()
+    join_workers()
     return result["code"] or code
 
 

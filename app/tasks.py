@@ -9,10 +9,27 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
 from PySide6.QtCore import QCoreApplication, QObject, Signal
+
+_workers: set[threading.Thread] = set()
+_workers_lock = threading.Lock()
+
+
+def join_workers(timeout: float = 5.0) -> bool:
+    """Wait up to ``timeout`` seconds for the worker threads still running; call it once the
+    event loop has returned. A worker left running while the interpreter shuts down can be
+    inside a native library (an import of MLX, a hub call) as that library's static objects
+    are destroyed, which aborts the process. True when none is left."""
+    deadline = time.monotonic() + timeout
+    with _workers_lock:
+        pending = list(_workers)
+    for thread in pending:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    return not any(t.is_alive() for t in pending)
 
 
 def emit_from_worker(signal: Any, *args: Any) -> None:
@@ -40,7 +57,10 @@ class BlockingCall(QObject):
         the caller hears the outcome before this object lets itself go."""
         self.sig_done.connect(self._on_self_reported)
         self.sig_failed.connect(self._on_self_reported)
-        threading.Thread(target=self._run, name=self._name, daemon=True).start()
+        thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+        with _workers_lock:
+            _workers.add(thread)
+        thread.start()
         return self
 
     def _run(self) -> None:
@@ -51,6 +71,9 @@ class BlockingCall(QObject):
             emit_from_worker(self.sig_failed, e)
         else:
             emit_from_worker(self.sig_done, value)
+        finally:
+            with _workers_lock:
+                _workers.discard(threading.current_thread())
 
     def _on_self_reported(self, _value: object) -> None:
         self.deleteLater()

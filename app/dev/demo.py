@@ -21,6 +21,7 @@ from app.bridge import EngineBridge
 from app.dev.demos import DEMOS, SIZES, Factory
 from app.dev.fake_engine import FakeEngineService, fake_catalog
 from app.launcher import headless
+from app.tasks import join_workers
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -70,6 +71,7 @@ def run_demo(factory: Factory, args: argparse.Namespace) -> int:
         QTimer.singleShot(int(args.wait * 1000), shoot)
     code = app.exec()
     bridge.close()
+    join_workers()
     return code
 
 
