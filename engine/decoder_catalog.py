@@ -28,7 +28,7 @@ from engine.compat import (
     load_config,
     model_name,
 )
-from engine.deepseek_v4.support import is_v4_decoder, is_v4_target
+from engine.deepseek_v4.support import declares_dspark, is_v4_decoder, is_v4_target
 from engine.drafters import kinds as drafter_kinds
 from engine.errors import DecoderError
 from engine.library import LocalModel
@@ -44,7 +44,7 @@ class DecoderChoice:
 
     value: str  # "lookup", "auto" (the model's own MTP weights) or a decoder id
     label: str
-    kind: str  # "mtp" | "dflash" | "eagle3" | "assistant" | "draft" | "lookup"
+    kind: str  # "mtp" | "dflash" | "dspark" | "eagle3" | "assistant" | "draft" | "lookup"
     origin: str  # "built-in" | "shipped" | "library" | "any model"
     ok: bool
     reason: str  # when ok, what was checked; otherwise why not
@@ -90,6 +90,10 @@ def _own_weights(path: Path) -> Pairing:
     config = load_config(path)
     if not config or decoder_info(path, config) is not None:
         return check_pairing(path, path)  # says which: no config, or itself a decoder
+    if declares_dspark(config):  # DeepSeek-V4.1: a DSpark drafter under mtp.*
+        from engine.deepseek_v4 import pairing as v4
+
+        return v4.own_dspark(path, config)
     if is_v4_target(config):  # mlx-vlm's DeepSeek-V4 MTP block
         from engine.deepseek_v4 import pairing as v4
 
@@ -172,9 +176,11 @@ def decoders_for(
     out: list[DecoderChoice] = []
     if me is not None and (me.mtp or _declares_drafting(path)):
         own = verdict(path, path)
-        out.append(
-            DecoderChoice("auto", "Built-in MTP heads", "mtp", "built-in", own.ok, own.reason)
+        dspark = declares_dspark(load_config(path))
+        label, kind = (
+            ("Built-in DSpark drafter", "dspark") if dspark else ("Built-in MTP heads", "mtp")
         )
+        out.append(DecoderChoice("auto", label, kind, "built-in", own.ok, own.reason))
     repos: list[tuple[int, DecoderChoice]] = []
     for dec in (m for m in models if m.is_decoder):
         pairing = _pairing(matches, dec, path)

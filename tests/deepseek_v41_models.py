@@ -16,6 +16,7 @@ from pathlib import Path
 import mlx.core as mx
 from mlx.utils import tree_flatten
 
+from tests.dspark_models import V41_DSPARK, build_v4_dspark, v4_dspark_raw
 from tests.tiny_models import write_tokenizer
 
 CONFIG = dict(
@@ -27,10 +28,7 @@ CONFIG = dict(
     rms_norm_eps=1e-6, eos_token_id=2,
 )  # fmt: skip
 # What DeepSeek-V4.1 declares for its drafter (three DSpark stages, blocks of five).
-DSPARK_CONFIG = dict(
-    num_nextn_predict_layers=3, dspark_block_size=5, dspark_target_layer_ids=[0, 1, 2],
-    dspark_markov_rank=4,
-)  # fmt: skip
+DSPARK_CONFIG = V41_DSPARK
 
 # MLX name fragment -> DeepSeek checkpoint fragment (mlx-lm's renames, undone).
 _TO_RAW = (
@@ -59,14 +57,24 @@ _EXPERTS = re.compile(r"^model\.(layers\.\d+)\.mlp\.experts\.switch_mlp\.(\w+)\.
 _EXPERT_RAW = {"gate_proj": "w1", "down_proj": "w2", "up_proj": "w3"}
 
 
-def build(vocab: int, seed: int, logit_scale: float = 8.0) -> dict[str, mx.array]:
-    """The model's parameters (MLX names, float32)."""
+_OUT = re.compile(r"\.(o_b_proj|down_proj)\.weight$")
+
+
+def build(
+    vocab: int, seed: int, logit_scale: float = 8.0, layer_scale: float = 1.0
+) -> dict[str, mx.array]:
+    """The model's parameters (MLX names, float32). ``layer_scale`` multiplies every
+    layer's output projections (0: the streams stay copies of the embedding, and the
+    model is a bigram table)."""
     from mlx_lm.models import deepseek_v41
 
     mx.random.seed(seed)
     model = deepseek_v41.Model(deepseek_v41.ModelArgs.from_dict({**CONFIG, "vocab_size": vocab}))
     params = {k: v.astype(mx.float32) for k, v in tree_flatten(model.parameters())}
     params["lm_head.weight"] = params["lm_head.weight"] * logit_scale
+    for k in params:
+        if _OUT.search(k):
+            params[k] = params[k] * layer_scale
     return params
 
 
@@ -93,38 +101,33 @@ def to_raw(params: dict[str, mx.array]) -> dict[str, mx.array]:
     return out
 
 
-def dspark_tensors(vocab: int, hidden: int) -> dict[str, mx.array]:
-    """A few tensors of each DSpark stage, named as V4.1 ships them."""
-    rank = DSPARK_CONFIG["dspark_markov_rank"]
-    out = {}
-    for stage in range(DSPARK_CONFIG["num_nextn_predict_layers"]):
-        out[f"mtp.{stage}.attn_norm.weight"] = mx.ones((hidden,))
-        out[f"mtp.{stage}.hc_attn_base"] = mx.zeros((8,))
-    out["mtp.0.main_proj.weight"] = mx.zeros((hidden, 3 * hidden))
-    out["mtp.0.main_norm.weight"] = mx.ones((hidden,))
-    out["mtp.2.markov_head.markov_w1.weight"] = mx.zeros((vocab, rank))
-    out["mtp.2.markov_head.markov_w2.weight"] = mx.zeros((vocab, rank))
-    out["mtp.2.confidence_head.proj.weight"] = mx.zeros((1, hidden + rank))
-    return out
-
-
 def make_deepseek_v41(
-    path: Path, seed: int = 0, dspark: bool = False, perturb: float = 0.0
+    path: Path,
+    seed: int = 0,
+    dspark: bool = False,
+    perturb: float = 0.0,
+    layer_scale: float = 1.0,
+    bigram: float | None = None,
 ) -> dict:
     """Write the model folder; returns its path, config and MLX-named parameters.
 
     ``perturb`` adds noise of that scale to the output head: a draft model that agrees
-    with the unperturbed model most of the time, not always."""
+    with the unperturbed model most of the time, not always. ``dspark``: a DSpark
+    drafter under ``mtp.*`` built with mlx-vlm's class (random; with ``bigram`` its
+    Markov head is the model's bigram table and its own logits scaled by ``bigram``,
+    tests/dspark_models.py)."""
     path.mkdir(parents=True, exist_ok=True)
     vocab = write_tokenizer(path)
     cfg = {**CONFIG, "vocab_size": vocab, **(DSPARK_CONFIG if dspark else {})}
-    params = build(vocab, seed)
+    params = build(vocab, seed, layer_scale=layer_scale)
     if perturb:
         head = params["lm_head.weight"]
         params["lm_head.weight"] = head + perturb * mx.random.normal(head.shape)
     weights = to_raw(params)
     if dspark:
-        weights.update(dspark_tensors(vocab, cfg["hidden_size"]))
+        target = params if bigram is not None else None
+        drafter = build_v4_dspark(cfg, seed, target, 1.0 if bigram is None else bigram)
+        weights.update(v4_dspark_raw(drafter, cfg))
     (path / "config.json").write_text(json.dumps(cfg))
     mx.save_safetensors(str(path / "model.safetensors"), weights, metadata={"format": "pt"})
-    return {"path": path, "config": cfg, "params": params}
+    return {"path": path, "config": cfg, "params": params, "dspark": drafter if dspark else None}

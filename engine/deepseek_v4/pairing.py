@@ -1,4 +1,5 @@
-"""DeepSeek-V4 MTP for the catalog and the registry: is it there, can it load, open it.
+"""DeepSeek-V4 MTP and built-in DSpark for the catalog and the registry: is it there,
+can it load, open it.
 
 Reads configs and safetensors headers only (GUI-thread cheap); ``open_drafter``
 loads weights (engine thread).
@@ -57,3 +58,32 @@ def open_drafter(loaded, folder: Path | None):
             raise DecoderError(own.reason)
         return V4MTPDrafter(loaded, load_head(loaded, loaded.path), "built-in")
     return V4MTPDrafter(loaded, load_head(loaded, folder), Path(folder).name)
+
+
+def own_dspark(path: Path, config: dict) -> Pairing:
+    """The DSpark drafter a DeepSeek-V4(.1) checkpoint keeps under ``mtp.*``."""
+    from engine.drafters.kinds import dspark_refusal, mlx_vlm_missing
+
+    text = config.get("text_config") or config
+    target_type = str(text.get("model_type") or config.get("model_type") or "")
+    ids = [int(i) for i in text.get("dspark_target_layer_ids") or []]
+    block = int(text.get("dspark_block_size") or 0)
+    stages = int(text.get("num_nextn_predict_layers") or 0)
+    layers = int(text.get("num_hidden_layers") or 0) or None
+    if why := dspark_refusal(ids, block, True, None, layers, target_type):
+        return Pairing(False, f"its built-in DSpark drafter: {why}")
+    names = [n for n in weight_names(path) if n.startswith("mtp.")]
+    if not any(".main_proj." in n for n in names) or not any(".markov_head." in n for n in names):
+        return Pairing(
+            False,
+            f"{Path(path).name}: its config declares a DSpark drafter but the weights are "
+            "missing (no mtp.* main_proj / markov_head tensors; dropped when it was "
+            "converted?) — use a separate deepseek_v4_dspark decoder repo",
+        )
+    if why := mlx_vlm_missing():
+        return Pairing(False, f"DSpark drafters {why}")
+    return Pairing(
+        True,
+        f"built-in DSpark drafter ({target_type}, {stages} stages under mtp.*, blocks of "
+        f"{block} tokens from layers {ids})",
+    )

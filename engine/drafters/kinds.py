@@ -12,6 +12,13 @@ whether they fit a target — from config.json alone (cheap enough for the GUI t
   three target layers (``eagle_aux_hidden_state_layer_ids``, hidden-states indices).
 - Gemma 4 assistants: ``model_type`` ``gemma4_assistant``, ``backbone_hidden_size``,
   a ``text_config``; they attend to the target's last full and sliding K/V.
+- DSpark block drafters: a DFlash-style block with a low-rank Markov head that
+  corrects each draft for the one before it. Two layouts: ``model_type`` ``dspark``
+  (or a DFlash config whose ``dflash_config`` says ``projector_type`` ``dspark`` /
+  ``markov_rank``), a Qwen-style backbone for any target; and ``deepseek_v4_dspark``
+  (mlx-vlm's splitter: DeepSeek-V4 blocks, ``n_mtp_layers`` stages, ``text_config``
+  the target's), which DeepSeek-V4.1 also carries under ``mtp.*``
+  (``dspark_block_size``, ``dspark_target_layer_ids``, ``dspark_markov_rank``).
 
 The drafters themselves run mlx-vlm's model classes (imported only when one is
 loaded); ``mlx_vlm_missing`` says so when it is not installed.
@@ -21,19 +28,26 @@ from __future__ import annotations
 
 import importlib.util
 
-KINDS = ("dflash", "eagle3", "assistant")
+KINDS = ("dflash", "dspark", "eagle3", "assistant")
 LABELS = {
     "dflash": "DFlash block drafter",
     "dflash2": "DFlash2 block drafter",
+    "dspark": "DSpark block drafter",
     "eagle3": "EAGLE-3 head",
     "assistant": "Gemma 4 assistant",
 }
 
 
+V4_DSPARK_TYPE = "deepseek_v4_dspark"
+V4_FAMILIES = ("deepseek_v4", "deepseek_v41")  # targets with hyper-connection streams
+
+
 def drafter_format(cfg: dict) -> str | None:
-    """ "dflash" | "dflash2" | "eagle3" | "assistant", or None for anything else."""
+    """ "dflash" | "dflash2" | "dspark" | "eagle3" | "assistant", or None otherwise."""
     archs = " ".join(str(a) for a in cfg.get("architectures") or [])
     model_type = str(cfg.get("model_type") or "").lower()
+    if model_type in ("dspark", V4_DSPARK_TYPE) or _dspark_projector(cfg):
+        return "dspark"
     if "DFlash2DraftModel" in archs:
         return "dflash2"
     if isinstance(cfg.get("dflash_config"), dict) or "DFlashDraftModel" in archs:
@@ -46,6 +60,37 @@ def drafter_format(cfg: dict) -> str | None:
     return None
 
 
+def _dspark_projector(cfg: dict) -> bool:
+    """A DFlash-layout config that is a DSpark drafter (mlx-vlm's test, as it loads)."""
+    d = cfg.get("dflash_config")
+    if not isinstance(d, dict):
+        return False
+    return d.get("projector_type") == "dspark" or bool(
+        _int(cfg.get("markov_rank") or d.get("markov_rank"))
+    )
+
+
+def is_v4_dspark(cfg: dict) -> bool:
+    return str(cfg.get("model_type") or "") == V4_DSPARK_TYPE
+
+
+def dspark_layout(cfg: dict) -> tuple[list[int], int]:
+    """(the target layers a DSpark config reads, the drafts it proposes a round).
+
+    mlx-vlm's ``block_size`` counts the anchor token (the last verified one): a V4
+    repo's is ``dspark_block_size + 1``; a ``dspark`` config's ``block_size`` is the
+    checkpoint's proposal count unless ``dspark_bonus_anchor`` says it includes it."""
+    if is_v4_dspark(cfg):
+        text = cfg.get("text_config") or {}
+        ids = cfg.get("target_layer_ids") or text.get("dspark_target_layer_ids") or []
+        block = _int(cfg.get("block_size")) or (_int(text.get("dspark_block_size")) or 0) + 1
+        return [int(i) for i in ids], max(block - 1, 0)
+    d = cfg.get("dflash_config") or {}
+    ids, _ = dflash_layers(cfg)
+    raw = _int(d.get("block_size") or cfg.get("block_size")) or 0
+    return ids, raw - 1 if cfg.get("dspark_bonus_anchor") else raw
+
+
 def kind_of(fmt: str) -> str:
     """The catalog kind of a format: dflash2 is a DFlash drafter."""
     return "dflash" if fmt == "dflash2" else fmt
@@ -55,6 +100,8 @@ def family(fmt: str, cfg: dict) -> str:
     """The target family a drafter declares ("" when it does not)."""
     if fmt == "assistant":
         return "gemma4"
+    if fmt == "dspark" and is_v4_dspark(cfg):
+        return str((cfg.get("text_config") or {}).get("model_type") or "")
     return ""
 
 
@@ -63,6 +110,9 @@ def dims(fmt: str, cfg: dict) -> tuple[int | None, int | None]:
     if fmt == "assistant":
         text = cfg.get("text_config") or {}
         return _int(cfg.get("backbone_hidden_size")), _int(text.get("vocab_size"))
+    if fmt == "dspark" and is_v4_dspark(cfg):
+        text = cfg.get("text_config") or {}
+        return _int(text.get("hidden_size")), _int(text.get("vocab_size"))
     if fmt == "eagle3":
         layer = eagle3_layer_config(cfg)
         hidden = cfg.get("target_hidden_size") or layer.get("hidden_size")
@@ -122,6 +172,8 @@ def check(fmt: str, cfg: dict, tcfg: dict) -> str | None:
         if int(cfg.get("block_size") or 16) < 2:
             return "its block_size is below 2"
         return None
+    if fmt == "dspark":
+        return check_dspark(cfg, n_layers, target_type)
     if fmt == "eagle3":
         ids = eagle3_layers(cfg, n_layers or 0)
         if n_layers and max(ids) >= n_layers:
@@ -132,6 +184,38 @@ def check(fmt: str, cfg: dict, tcfg: dict) -> str | None:
             return f"Gemma 4 assistants draft for gemma4 models, this one is {target_type}"
         return None
     return f"unknown drafter format {fmt}"
+
+
+def check_dspark(cfg: dict, n_layers: int | None, target_type: str) -> str | None:
+    """Why a DSpark drafter (config ``cfg``) cannot draft for a target of ``n_layers``
+    layers and ``target_type``, or None."""
+    ids, proposals = dspark_layout(cfg)
+    d = cfg.get("dflash_config") or {}
+    want = (
+        None
+        if is_v4_dspark(cfg)
+        else _int(d.get("num_target_layers") or cfg.get("num_target_layers"))
+    )
+    return dspark_refusal(ids, proposals, is_v4_dspark(cfg), want, n_layers, target_type)
+
+
+def dspark_refusal(
+    ids: list[int], proposals: int, v4: bool, want: int | None, n_layers: int | None,
+    target_type: str,
+) -> str | None:  # fmt: skip
+    if not ids:
+        return "its config names no target_layer_ids"
+    if n_layers and max(ids) >= n_layers:
+        return f"reads target layer {max(ids)}, this model has {n_layers} layers"
+    if ids != sorted(set(ids)):
+        return f"its target_layer_ids {ids} are not increasing"
+    if proposals < 1:
+        return "its block proposes no drafts (block_size below 2)"
+    if v4 and target_type not in V4_FAMILIES:
+        return f"DeepSeek-V4 DSpark drafters read DeepSeek-V4 models, this one is {target_type}"
+    if n_layers and want and want != n_layers:
+        return f"made for a target with {want} layers, this one has {n_layers}"
+    return None
 
 
 def _int(v) -> int | None:

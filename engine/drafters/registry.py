@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from engine.compat import decoder_info
-from engine.deepseek_v4.support import is_v4_target
+from engine.deepseek_v4.support import declares_dspark, is_v4_target
 from engine.drafters.kinds import LABELS
 from engine.drafters.mtp.drafter import MTPDrafter
 from engine.drafters.mtp.loader import get_head
@@ -29,7 +29,7 @@ from engine.errors import DecoderError, ModelNotFound
 
 
 def best_drafter(loaded) -> tuple[MTPDrafter | None, str | None]:
-    """The best compatible drafter with weights (MTP, DFlash, EAGLE-3, assistant)
+    """The best compatible drafter with weights (MTP, DFlash, DSpark, EAGLE-3, assistant)
     found locally, and a note on what was skipped."""
     from engine import decoder_catalog, library
 
@@ -49,8 +49,12 @@ def best_drafter(loaded) -> tuple[MTPDrafter | None, str | None]:
             if choice.origin == "built-in":  # the model's own layers: say why not
                 notes.append(choice.reason)
             continue
-        if choice.kind != "mtp":  # DFlash, EAGLE-3, assistants: found again each time
+        if choice.kind != "mtp":  # DFlash, DSpark, EAGLE-3, assistants: found each time
             try:
+                if choice.origin == "built-in":  # DeepSeek-V4.1's own DSpark drafter
+                    from engine.drafters.dspark import load_builtin_dspark
+
+                    return load_builtin_dspark(loaded), "; ".join(notes) or None
                 return open_drafter(loaded, choice.path), "; ".join(notes) or None
             except DecoderError as e:
                 notes.append(str(e))
@@ -101,6 +105,10 @@ def open_drafter(loaded, name_or_path: str) -> MTPDrafter:
     if (info := decoder_info(folder)) is not None and info.format in LABELS:
         return open_feature_drafter(loaded, folder, info.format)
     own = folder.resolve() == loaded.path.resolve()
+    if own and declares_dspark(loaded.config):
+        from engine.drafters.dspark import load_builtin_dspark
+
+        return load_builtin_dspark(loaded)
     if is_v4_target(loaded.config):
         from engine.deepseek_v4.pairing import open_drafter as open_v4
 
@@ -109,7 +117,11 @@ def open_drafter(loaded, name_or_path: str) -> MTPDrafter:
 
 
 def open_feature_drafter(loaded, folder: Path, fmt: str):
-    """A DFlash or Gemma 4 assistant drafter (the pairing already checked)."""
+    """A DFlash, DSpark or Gemma 4 assistant drafter (the pairing already checked)."""
+    if fmt == "dspark":
+        from engine.drafters.dspark import load_dspark
+
+        return load_dspark(loaded, folder)
     if fmt in ("dflash", "dflash2"):
         from engine.drafters.dflash import load_dflash
 

@@ -14,7 +14,6 @@ import pytest
 from engine.drafters import create_drafter, registry
 from engine.drafters.draft_model import DraftModelDrafter
 from engine.drafters.lookup import PromptLookupDrafter
-from engine.errors import DecoderError
 from engine.generate import Generation
 from engine.model_loader import load_model
 from engine.settings import DecoderSettings, ModelSettings
@@ -91,13 +90,15 @@ def test_draft_model_memory_counts_its_window_cache(loaded, draft):
     assert drafter.memory_bytes() > empty
 
 
-def test_dspark_module_is_named_and_auto_falls_back_to_lookup(built, loaded):
+def test_dspark_module_is_not_taken_for_mtp_and_auto_picks_dspark(built, loaded):
+    from engine.drafters.dspark import DSparkDrafter
+    from engine.drafters.mtp.sources import builtin_source
+
+    _, note = builtin_source(loaded)
+    assert "carries a DSpark drafter, not an MTP module" in note and "blocks of 5" in note
     drafter, note = create_drafter(loaded, DecoderSettings("auto"))
-    assert isinstance(drafter, PromptLookupDrafter)
-    assert "carries a DSpark drafter, not an MTP module" in note
-    assert "blocks of 5 tokens" in note and note.endswith("using prompt lookup")
-    with pytest.raises(DecoderError, match="DSpark drafter, not an MTP module"):
-        registry.open_drafter(loaded, str(built["path"]))
+    assert isinstance(drafter, DSparkDrafter), note
+    assert isinstance(registry.open_drafter(loaded, str(built["path"])), DSparkDrafter)
 
 
 def test_library_and_api_do_not_offer_dspark_as_built_in_mtp(built):

@@ -78,8 +78,8 @@ def _unsupported(name: str, family: str, config: dict) -> str:
         return (
             f"{name} carries a DSpark drafter, not an MTP module ({stages} stages under mtp.* "
             f"drafting blocks of {tc['dspark_block_size']} tokens from the model's layers "
-            f"{tc.get('dspark_target_layer_ids', '?')}, with Markov and confidence heads); "
-            "Lookahead cannot run DSpark drafters yet"
+            f"{tc.get('dspark_target_layer_ids', '?')}); it drafts as DSpark "
+            "(engine.drafters.dspark), not as an MTP head"
         )
     return f"MTP for {family} models is not supported (supported: {SUPPORTED})"
 
