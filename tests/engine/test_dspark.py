@@ -24,6 +24,7 @@ from engine.settings import DecoderSettings
 from tests import dspark_models as DS
 from tests.deepseek_v41_models import make_deepseek_v41
 from tests.drafting import generate
+from tests.hubserver import folder_files, hub  # noqa: F401 - the fixture
 
 PROMPTS = ("abc abc abc abc abc abc", "def f(x):\n    return f(x) + f(x)")
 BLOCK = DS.V41_DSPARK["dspark_block_size"]
@@ -220,6 +221,8 @@ def test_library_lists_dspark_repos_as_dspark(bigram_v41):
         m = describe_folder(bigram_v41[which])
         assert m.is_decoder and m.decoder_kind == "dspark", which
     assert describe_folder(bigram_v41["split"]).decoder_family == "deepseek_v41"
+    target = describe_folder(bigram_v41["path"])
+    assert target.dspark and not target.is_decoder and target.mtp == ""
 
 
 def test_mismatched_dspark_pairings_are_refused_with_the_reason(bigram_v41, tmp_path):
@@ -257,3 +260,100 @@ def test_converted_checkpoint_without_its_dspark_tensors_says_so(bigram_v41, tmp
     assert not own.ok and "deepseek_v4_dspark decoder repo" in own.reason
     drafter, note = create_drafter(load_model(str(bare)), DecoderSettings("auto"))
     assert "weights are missing" in note and note.endswith("using prompt lookup")
+
+
+# -- a DeepSeek-V4 target (mlx-vlm's classes): the body appends the stream means
+
+
+@pytest.fixture(scope="module")
+def v4(tmp_path_factory):
+    """mlx-vlm's deepseek_v4 in DeepSeek's naming with a DSpark drafter under mtp.*."""
+    import json
+
+    from tests import deepseek_v4_models as V4
+
+    path = tmp_path_factory.mktemp("dspark-v4") / "DeepSeek-V4-Flash-DSpark-tiny"
+    built = V4.make_raw(path, seed=2, layer_scale=0.1, mtp=False)
+    cfg = {**built["config"], **DS.V41_DSPARK, "dspark_target_layer_ids": [1, 3]}
+    p = built["params"]
+    names = {"model.embed_tokens.weight": "language_model.model.embed_tokens.weight",
+             "model.norm.weight": "language_model.model.norm.weight",
+             "lm_head.weight": "language_model.lm_head.weight"}  # fmt: skip
+    target = {ours: p[theirs] for ours, theirs in names.items()}
+    weights = {**mx.load(str(path / "model.safetensors"))}
+    weights.update(DS.v4_dspark_raw(DS.build_v4_dspark(cfg, 2, target, 0.1), cfg))
+    (path / "config.json").write_text(json.dumps(cfg))
+    mx.save_safetensors(str(path / "model.safetensors"), weights, metadata={"format": "pt"})
+    return {"path": path, "config": cfg}
+
+
+def test_v4_target_context_is_mlx_vlm_capture_and_drafting_is_lossless(v4):
+    from mlx_vlm.utils import load_model as vlm_load
+
+    loaded = load_model(str(v4["path"]))
+    assert verdict(v4["path"], v4["path"]).ok
+    drafter, note = create_drafter(loaded, DecoderSettings("auto"))
+    assert isinstance(drafter, DSparkDrafter) and drafter.hidden_layers == (), note
+    contexts = _record_contexts(drafter)
+    generate(loaded, PROMPTS[0], drafter, k=BLOCK, max_tokens=12)
+    ids = loaded.tokenizer.encode(PROMPTS[0])[:-1]  # the prompt's first prefill chunk
+    lm = vlm_load(v4["path"]).language_model
+    out = lm(mx.array([ids]), cache=lm.make_cache(), capture_layer_ids=[1, 3])
+    want = mx.concatenate(out.hidden_states, axis=-1)[0]
+    assert mx.allclose(contexts[0][: len(ids)], want, atol=1e-5).item()
+    accepted = drafted = 0
+    for prompt in PROMPTS:
+        plain = generate(loaded, prompt, max_tokens=30).finished
+        for k in (1, 3, BLOCK):
+            drafter = registry.open_drafter(loaded, str(v4["path"]))
+            out = generate(loaded, prompt, drafter, k=k, max_tokens=30).finished
+            assert out.token_ids == plain.token_ids, (k, prompt)
+            accepted, drafted = accepted + out.stats.accepted, drafted + out.stats.drafted
+    assert 0 < accepted < drafted, (accepted, drafted)
+
+
+# -- from the hub
+
+
+@pytest.mark.usefixtures("no_shipped_decoders")
+def test_repos_download_from_the_hub_pair_and_draft(hub, bigram_v41):  # noqa: F811
+    from engine.events import Finished, Generate
+    from engine.hub import download_model
+    from engine.library import local_models
+    from engine.service import EngineService
+    from engine.settings import SamplingSettings
+
+    repos = {
+        "deepseek-ai/DeepSeek-V4.1-tiny": bigram_v41["path"],
+        "mlx-community/DeepSeek-V4.1-tiny-DSpark": bigram_v41["split"],
+        "org/tiny-V4.1-Qwen-DSpark": bigram_v41["qwen"],
+    }
+    for repo_id, folder in repos.items():
+        hub.add_repo(repo_id, folder_files(folder))
+        download_model(repo_id)
+    models = {m.id: m for m in local_models()}
+    target, *decoders = repos
+    choices = {c.value: c for c in decoders_for(models[target].path, list(models.values()))}
+    assert choices["auto"].kind == "dspark" and choices["auto"].ok
+    for decoder in decoders:
+        assert models[decoder].decoder_kind == "dspark"
+        assert choices[decoder].ok and choices[decoder].kind == "dspark", choices[decoder]
+
+    def run(decoder, k):
+        settings = SamplingSettings(max_tokens=16, max_loop_count=0)
+        request = Generate(f"{decoder}-{k}", target, prompt=PROMPTS[1], sampling=settings,
+                           decoder=DecoderSettings(decoder, draft_tokens=k, adaptive=k is None))  # fmt: skip
+        events = list(service.stream(request))
+        assert isinstance(events[-1], Finished), events[-1]
+        return events[-1]
+
+    service = EngineService().start()
+    try:
+        plain = run("none", None)
+        for decoder in [*decoders, "auto"]:
+            for k in (1, None):
+                out = run(decoder, k)
+                assert out.token_ids == plain.token_ids, (decoder, k)
+                assert out.stats.drafted > 0 and "DSpark" in out.stats.decoder
+    finally:
+        service.close()
