@@ -16,6 +16,8 @@ from pathlib import Path
 
 from engine import paths
 from engine.compat import carries_mtp, decoder_info, weights_dtype
+from engine.deepseek_v4.pairing import carries_dspark
+from engine.deepseek_v4.support import declares_dspark
 from engine.drafters.kinds import LABELS, kind_of
 from engine.errors import EngineError, ModelNotFound
 from engine.hub import cache
@@ -33,9 +35,10 @@ class LocalModel:
     is_decoder: bool  # an MTP head / drafter repo rather than a chat model
     size_bytes: int = 0  # on disk; for hub repos all revisions (what `rm` frees)
     decoder_format: str = ""  # decoders: "mlx-vlm" | "nextn" | "sidecar" | "lookahead" | ...
-    decoder_kind: str = ""  # decoders: "mtp", "dflash", "eagle3" or "assistant"
+    decoder_kind: str = ""  # decoders: "mtp", "dflash", "dspark", "eagle3" or "assistant"
     decoder_family: str = ""  # decoders: the model_type of the targets they are made for
     mtp: str = ""  # chat models: "weights" (carries MTP), "declared" (config only) or ""
+    dspark: bool = False  # chat models: carries a DSpark drafter (DeepSeek-V4.1's mtp.*)
     quantization: str = ""  # "4-bit", "bf16", ... when the config or name says
     revision: str = ""  # hub models: the snapshot's commit
 
@@ -85,9 +88,14 @@ def _describe(
         decoder_kind=(kind_of(dec.format) if dec.format in LABELS else "mtp") if dec else "",
         decoder_family=dec.family if dec else "",
         mtp="" if dec else carries_mtp(path, cfg),
+        dspark=not dec and _carries_dspark(path, cfg),
         quantization=quantization(cfg, model_id) or weights_dtype(path),
         revision=revision,
     )
+
+
+def _carries_dspark(path: Path, cfg: dict) -> bool:
+    return declares_dspark(cfg) and carries_dspark(path)
 
 
 def imported_models() -> list[LocalModel]:

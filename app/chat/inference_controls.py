@@ -40,11 +40,13 @@ from engine.settings import (
 THINKING_LABELS = {"off": "Off", "on": "Think", "max": "Max"}
 
 KIND_TAGS = {  # the decoder list's tag per DecoderChoice.kind
-    "mtp": "MTP head", "dflash": "DFlash block drafter", "eagle3": "EAGLE-3 head",
+    "mtp": "MTP head", "dflash": "DFlash block drafter", "dspark": "DSpark block drafter",
+    "eagle3": "EAGLE-3 head",
     "assistant": "Gemma 4 assistant", "draft": "draft model", "lookup": "n-gram",
 }  # fmt: skip
 KIND_CHIPS = {
-    "mtp": "MTP", "dflash": "DFlash", "eagle3": "EAGLE-3", "assistant": "Assistant",
+    "mtp": "MTP", "dflash": "DFlash", "dspark": "DSpark", "eagle3": "EAGLE-3",
+    "assistant": "Assistant",
     "draft": "Draft", "lookup": "Lookup",
 }  # fmt: skip
 

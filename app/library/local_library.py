@@ -104,6 +104,10 @@ def decoder_badge(m: LocalModel) -> Badge:
         return Badge(
             "DFlash", "decoder", "Block drafter: up to 16 tokens a step from the model's layers"
         )
+    if m.decoder_kind == "dspark":
+        return Badge(
+            "DSpark", "decoder", "Block drafter with a Markov head: a block a step from the layers"
+        )
     if m.decoder_kind == "eagle3":
         return Badge("EAGLE-3", "decoder", "EAGLE-3 head: drafts from three of the model's layers")
     if m.decoder_kind == "assistant":
@@ -138,6 +142,8 @@ class LibraryRow(QFrame):
             badges.append(decoder_badge(model))
         elif model.mtp == "weights":
             badges.append(Badge("MTP", "mtp", "Carries its own MTP heads: speculation built in"))
+        elif model.dspark:
+            badges.append(Badge("DSpark", "mtp", "Carries its own DSpark drafter: blocks built in"))
         self.folder_button = IconButton("folder", "Show the folder", self, 16)
         self.folder_button.clicked.connect(self._on_folder_clicked)
         self.delete_button = IconButton("trash", f"Delete {model.id}", self, 16)

@@ -234,7 +234,7 @@ def run_models(args) -> int:
             for c in choices[target.id]:
                 name = f"draft model {c.value}" if c.kind == "draft" else f"decoder {c.value}"
                 if c.origin == "built-in":
-                    name = "built-in MTP"
+                    name = "built-in DSpark" if c.kind == "dspark" else "built-in MTP"
                 if c.origin == "shipped":
                     name += " (shipped with Lookahead)"
                 verdict = "pairs with it" if c.ok else "does not pair"

@@ -13,4 +13,6 @@ support.py   which configs and decoder repos are ours (no mlx-vlm import)
 caches.py    snapshot / restore of mlx-vlm's cache objects (no mlx-vlm import)
 target.py    loading a V4 target and the body/head wrapper around mlx-vlm's model
 mtp.py       the V4 MTP Drafter over mlx-vlm's DeepseekV4MTPDraftModel
+pairing.py   the catalog's verdicts on a checkpoint's own MTP block or DSpark stages
+             (the DSpark Drafter itself is engine/drafters/dspark.py)
 """

@@ -72,8 +72,7 @@ def own_dspark(path: Path, config: dict) -> Pairing:
     layers = int(text.get("num_hidden_layers") or 0) or None
     if why := dspark_refusal(ids, block, True, None, layers, target_type):
         return Pairing(False, f"its built-in DSpark drafter: {why}")
-    names = [n for n in weight_names(path) if n.startswith("mtp.")]
-    if not any(".main_proj." in n for n in names) or not any(".markov_head." in n for n in names):
+    if not carries_dspark(path):
         return Pairing(
             False,
             f"{Path(path).name}: its config declares a DSpark drafter but the weights are "
@@ -87,3 +86,9 @@ def own_dspark(path: Path, config: dict) -> Pairing:
         f"built-in DSpark drafter ({target_type}, {stages} stages under mtp.*, blocks of "
         f"{block} tokens from layers {ids})",
     )
+
+
+def carries_dspark(path: Path) -> bool:
+    """The checkpoint's weights hold a DSpark drafter's ``mtp.*`` stages (headers only)."""
+    names = [n for n in weight_names(path) if n.startswith("mtp.")]
+    return any(".main_proj." in n for n in names) and any(".markov_head." in n for n in names)

@@ -81,7 +81,8 @@ class ModelCatalog:
                 if c.ok:
                     note = "prompt lookup" if c.kind == "lookup" else c.reason
                     if c.origin == "built-in":
-                        note = f"built-in MTP: {c.reason}"
+                        what = "DSpark" if c.kind == "dspark" else "MTP"
+                        note = f"built-in {what}: {c.reason}"
                     elif c.origin == "shipped":
                         note = f"shipped with Lookahead: {c.reason}"
                     out.append(Listed(f"{m.id}{DECODER_TAG}{c.value}", m, c.value, note))

@@ -72,3 +72,44 @@ def test_pair_downloads_pairs_on_the_models_page_and_decodes_identically(
     on = generate(loaded, prompt, drafter, k=2, max_tokens=30).finished
     assert on.token_ids == off.token_ids
     assert on.stats.drafted > 0
+
+
+V41 = "deepseek-ai/DeepSeek-V4.1-tiny"
+V41_DSPARK = "mlx-community/DeepSeek-V4.1-tiny-DSpark"
+
+
+def test_v41_and_its_dspark_repo_pair_on_the_models_page(
+    qtbot,
+    themed,
+    hub,  # noqa: F811
+    tmp_path,
+):
+    from engine.drafters.dspark import DSparkDrafter
+    from tests.deepseek_v41_models import make_deepseek_v41
+    from tests.dspark_models import split_v4_dspark
+
+    built = make_deepseek_v41(tmp_path / "v41", dspark=True, layer_scale=0.1, bigram=0.1)
+    hub.add_repo(V41, folder_files(built["path"]), downloads=100)
+    hub.add_repo(V41_DSPARK, folder_files(split_v4_dspark(built["path"], tmp_path / "ds")))
+    download_model(V41)
+    download_model(V41_DSPARK)
+
+    page = ModelsPage()
+    qtbot.addWidget(page)
+    with qtbot.waitSignals([page.results.sig_results, page.library.sig_snapshot], timeout=WAIT_MS):
+        page.show()
+    library = page.library
+    qtbot.waitUntil(lambda: V41 in library.rows, timeout=WAIT_MS)
+    assert V41_DSPARK not in library.rows  # it pairs, so it is listed under its model
+    (line,) = library.rows[V41].decoder_rows
+    assert line.match.decoder.id == V41_DSPARK and line.badge.text() == "pairs with it"
+    assert "DSpark block drafter" in line.note.text()
+    page.shutdown()
+
+    loaded = load_model(V41)
+    drafter = create_drafter(loaded, DecoderSettings(V41_DSPARK))[0]
+    assert isinstance(drafter, DSparkDrafter)
+    prompt = "def f(x):\n    return f(x) + f(x)"
+    off = generate(loaded, prompt, max_tokens=30).finished
+    on = generate(loaded, prompt, drafter, k=5, max_tokens=30).finished
+    assert on.token_ids == off.token_ids and on.stats.drafted > 0

@@ -38,5 +38,6 @@ def test_library_badges_each_kind(qtbot, tmp_path):
         )  # fmt: skip
 
     assert decoder_badge(model("dflash")).text() == "DFlash"
+    assert decoder_badge(model("dspark")).text() == "DSpark"
     assert decoder_badge(model("eagle3")).text() == "EAGLE-3"
     assert decoder_badge(model("assistant")).text() == "Assistant"
