@@ -24,8 +24,9 @@ def main(argv: list[str] | None = None) -> int:
     if argv and (argv[0] in cli.command_names() or argv[0] in ("-h", "--help")):
         return cli.main(argv)
     from app.main import run_app
+    from app.tasks import end_process
 
-    return run_app(argv)
+    end_process(run_app(argv))
 
 
 if __name__ == "__main__":

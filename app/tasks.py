@@ -8,10 +8,13 @@ scans, deletes, host checks and the API server's start and stop.
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
+import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 from PySide6.QtCore import QCoreApplication, QObject, Signal
 
@@ -30,6 +33,23 @@ def join_workers(timeout: float = 5.0) -> bool:
     for thread in pending:
         thread.join(max(0.0, deadline - time.monotonic()))
     return not any(t.is_alive() for t in pending)
+
+
+def end_process(code: int) -> NoReturn:
+    """End the app's process with ``code`` once its windows are closed and the engine shut.
+
+    Skips the interpreter's finalization on purpose: a thread that used MLX runs MLX's
+    thread-local destructors after Python's ``join()`` has returned, and those take the
+    GIL; if the main thread is finalizing by then, Python ends that thread mid-destructor
+    and the process aborts ("terminate called without an active exception"). Everything
+    the app keeps is written as it happens (SQLite commits, settings, checkpoints), so
+    there is nothing finalization would save. Waits for the worker threads first."""
+    join_workers()
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
 
 
 def emit_from_worker(signal: Any, *args: Any) -> None:

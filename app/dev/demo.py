@@ -21,7 +21,7 @@ from app.bridge import EngineBridge
 from app.dev.demos import DEMOS, SIZES, Factory
 from app.dev.fake_engine import FakeEngineService, fake_catalog
 from app.launcher import headless
-from app.tasks import join_workers
+from app.tasks import end_process, join_workers
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -93,4 +93,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    end_process(main())
