@@ -214,7 +214,9 @@ def load_eagle3(loaded, folder: Path) -> Eagle3Drafter:
         return model, own
 
     model, own = cached(loaded, f"eagle3:{folder.resolve()}", build)
-    return Eagle3Drafter(model, own, folder.name)
+    from engine.compat import model_name
+
+    return Eagle3Drafter(model, own, model_name(folder))  # a hub snapshot: its repo id
 
 
 def _target_embedding(target, head):

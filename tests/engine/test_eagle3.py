@@ -15,7 +15,7 @@ import mlx.core as mx
 import pytest
 
 from engine.chat import Prompt
-from engine.decoder_catalog import verdict
+from engine.decoder_catalog import decoders_for, verdict
 from engine.drafters import registry
 from engine.drafters.base import draft_ids
 from engine.drafters.policy import DraftLengthPolicy
@@ -26,6 +26,7 @@ from engine.model_loader import load_model
 from engine.settings import DecoderSettings, ModelSettings, SamplingSettings
 from tests.eagle3_models import build, make_llama_target, sglang_config, speculators_config
 from tests.feature_models import make_sticky
+from tests.hubserver import folder_files, hub  # noqa: F401 - the fixture
 
 PROMPTS = ("Hello world, the", "def f(x):\n    return")
 L = 6  # target layers
@@ -309,6 +310,30 @@ def test_sampled_drafts_carry_their_distribution_over_the_target_vocabulary(stic
         assert {i for i, p in enumerate(row) if p > 0} <= allowed
 
 
+def test_sampling_distribution_is_unchanged_by_an_eagle3_head(sticky):
+    """Drafts sampled in the reduced vocabulary keep the target's distribution (as
+    DFlash's test: same seeds with and without the head; greedy drafts take the loop's
+    one-hot rule, tested with the other drafters)."""
+    from tests.drafting import first_tokens, total_variation
+
+    loaded = load_model(str(sticky["target"]["path"]))
+    folder = str(sticky["heads"]["sglang"][0])
+
+    def make():
+        return registry.open_drafter(loaded, folder)
+
+    runs, bound = 400, 0.1
+    plain = first_tokens(loaded, PROMPTS[0], lambda: None, runs, 1.0, seed0=5000)
+    drafted = first_tokens(loaded, PROMPTS[0], make, runs, 1.0, seed0=5000, sampled=True)
+    assert drafted != plain
+    assert total_variation(plain, drafted, runs) < bound, (
+        plain.most_common(4),
+        drafted.most_common(4),
+    )
+    hotter = first_tokens(loaded, PROMPTS[0], lambda: None, runs, 2.5, seed0=9000)
+    assert total_variation(plain, hotter, runs) > bound
+
+
 # -- refusals
 
 
@@ -398,3 +423,54 @@ def test_broken_checkpoints_are_decoder_errors(root, sticky):
     shape = _copy(good, root / "broken-shape", transformer_layer_config={"intermediate_size": 48})
     with pytest.raises(DecoderError, match="shape"):
         registry.open_drafter(loaded, str(shape))
+
+
+# -- from the hub
+
+
+@pytest.mark.usefixtures("no_shipped_decoders")
+def test_heads_download_pair_and_draft(hub, tmp_path):  # noqa: F811
+    """Both layouts from the (fake) hub: listed as EAGLE-3 decoders, paired with their
+    target in the catalog and the API's model ids, drafting losslessly; ``auto`` picks
+    the head while it is the only one paired."""
+    from engine.hub import download_model
+    from engine.library import local_models
+    from engine.server.catalog import DECODER_TAG, ModelCatalog
+    from engine.service import EngineService
+
+    built = make_llama_target(tmp_path / "src-llama", layers=L)
+    loaded = load_model(str(built["path"]))
+    c = _greedy(loaded, loaded.tokenizer.encode(PROMPTS[0]), 8)[3]
+    make_sticky(built, c, strength=10.0)
+    spec = speculators_config(built, DRAFT_VOCAB, aux_ids=[i + 1 for i in LAST])
+    sgl = sglang_config(built, DRAFT_VOCAB, layer_ids=LAST)
+    target, heads = "org/tiny-llama", {
+        "RedHatAI/tiny-llama-speculator.eagle3": build(
+            tmp_path / "src-spec", spec, built, LAST, keep=(c,), copy=True, scale=0.05)[0],
+        "yuhuili/EAGLE3-tiny-llama": build(
+            tmp_path / "src-sgl", sgl, built, LAST, keep=(c,), copy=True, scale=0.05)[0],
+    }  # fmt: skip
+    hub.add_repo(target, folder_files(built["path"]))
+    download_model(target)
+    for n, (repo_id, folder) in enumerate(heads.items()):
+        hub.add_repo(repo_id, folder_files(folder))
+        download_model(repo_id)
+        models = {m.id: m for m in local_models()}
+        assert models[repo_id].is_decoder and models[repo_id].decoder_kind == "eagle3"
+        choices = {c.value: c for c in decoders_for(models[target].path, list(models.values()))}
+        assert choices[repo_id].ok and choices[repo_id].kind == "eagle3", choices[repo_id]
+        ids = {x.id for x in ModelCatalog(ttl_s=0).listing()}
+        assert f"{target}{DECODER_TAG}{repo_id}" in ids
+        service = EngineService().start()
+        try:
+            plain = _generate(service, target, PROMPTS[0], max_tokens=16)
+            for k in (1, 4, None):
+                out = _generate(service, target, PROMPTS[0], repo_id, k, f"{n}-{k}", 16)
+                assert out.token_ids == plain.token_ids
+                assert out.stats.drafted > 0 and out.stats.accepted > 0
+            if n == 0:  # the only decoder paired so far
+                auto = _generate(service, target, PROMPTS[0], "auto", 2, "auto", 16)
+                assert auto.stats.decoder == f"EAGLE-3 ({repo_id})"
+                assert auto.token_ids == plain.token_ids
+        finally:
+            service.close()
