@@ -259,6 +259,27 @@ def test_greedy_output_is_identical_with_an_eagle3_head(service, sticky, root, l
         assert 0 < a < d, (k, a, d)  # accepted and rejected drafts at every k
 
 
+def test_a_qwen3_target_decodes_identically_with_an_eagle3_head(service, root):
+    """The same heads for mlx-lm's qwen3 (the layers are captured the same way)."""
+    from tests.feature_models import make_target
+
+    built = make_target(root / "qwen3-target", num_hidden_layers=L)
+    loaded = load_model(str(built["path"]))
+    c = _greedy(loaded, loaded.tokenizer.encode(PROMPTS[0]), 8)[3]
+    make_sticky(built, c, strength=10.0)
+    cfg = sglang_config(built, DRAFT_VOCAB, layer_ids=LAST)
+    head, _ = build(root / "qwen3-sgl", cfg, built, LAST, keep=(c,), copy=True, scale=0.05)
+    target = str(built["path"])
+    accepted = drafted = 0
+    for prompt in PROMPTS:
+        plain = _generate(service, target, prompt)
+        for k in (1, 3):
+            out = _generate(service, target, prompt, str(head), k, f"qwen3-{k}-{prompt}")
+            assert out.token_ids == plain.token_ids, (k, prompt)
+            accepted, drafted = accepted + out.stats.accepted, drafted + out.stats.drafted
+    assert 0 < accepted < drafted, (accepted, drafted)
+
+
 def test_interleaved_requests_keep_their_own_head_state(sticky):
     """Two requests on one shared head, their rounds alternating, draft as each alone."""
     loaded = load_model(str(sticky["target"]["path"]))
