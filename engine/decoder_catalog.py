@@ -121,10 +121,10 @@ def _loadable(decoder_dir: Path) -> Pairing | None:
         return Pairing(
             False, f"{info.family} assistant drafters are not supported by Lookahead yet"
         )
-    if info.format == "eagle3":
-        return Pairing(False, "EAGLE-3 heads are recognised but Lookahead cannot run them yet")
-    if info.format in drafter_kinds.LABELS:  # DFlash, Gemma 4 assistants
+    if info.format in drafter_kinds.LABELS:  # DFlash, EAGLE-3, Gemma 4 assistants
         why = drafter_kinds.mlx_vlm_missing() or drafter_kinds.weights_missing(decoder_dir)
+        if not why and info.format == "eagle3":
+            why = drafter_kinds.eagle3_weights_missing(decoder_dir, load_config(decoder_dir))
         return Pairing(False, why) if why else None
     try:
         sources.folder_source(decoder_dir)

@@ -1,5 +1,6 @@
 """Tiny random-weight targets and drafters of the kinds that read target features
-(DFlash, DFlash2, EAGLE-3, Gemma 4 assistants), in the layouts their authors publish.
+(DFlash, DFlash2, Gemma 4 assistants; EAGLE-3 heads: tests/eagle3_models.py), in the
+layouts their authors publish.
 
 The drafters are built with mlx-vlm's own classes and configs, their tensors saved
 under the checkpoint names (z-lab DFlash: flat names, ``dflash_config``;

@@ -8,8 +8,11 @@ whether they fit a target — from config.json alone (cheap enough for the GUI t
   ``target_layer_ids`` layers and draft ``block_size - 1`` tokens in one pass.
 - EAGLE-3 heads (Speculators / SGLang layout): ``speculators_model_type`` or
   ``model_type`` ``eagle3`` (or ``architectures`` ``LlamaForCausalLMEagle3``), a
-  ``transformer_layer_config`` (SGLang: the top level), ``draft_vocab_size``; they read
-  three target layers (``eagle_aux_hidden_state_layer_ids``, hidden-states indices).
+  ``transformer_layer_config`` (SGLang: the top level), ``draft_vocab_size`` (with a
+  ``d2t`` tensor: target id = draft id + d2t[draft id]); they read three target layers:
+  Speculators' ``eagle_aux_hidden_state_layer_ids`` are hidden-states indices (vLLM's
+  convention, 0 = the embeddings), SGLang/SpecForge's ``eagle_config`` ones are layer
+  indices; neither: hidden states [2, n // 2, n - 3] of an n-layer target.
 - Gemma 4 assistants: ``model_type`` ``gemma4_assistant``, ``backbone_hidden_size``,
   a ``text_config``; they attend to the target's last full and sliding K/V.
 - DSpark block drafters: a DFlash-style block with a low-rank Markov head that
@@ -135,16 +138,33 @@ def dflash_layers(cfg: dict) -> tuple[list[int], int | None]:
 
 
 def eagle3_layers(cfg: dict, target_layers: int) -> list[int]:
-    """The target layers an EAGLE-3 head reads (as layer-output indices).
+    """The target layers an EAGLE-3 head reads (as layer-output indices), in order.
 
-    Checkpoints name hidden-states indices (0 = the embeddings), so layer i - 1's
-    output; without a list the published default is [2, n // 2, n - 3] of the target.
+    Speculators (vLLM) name hidden-states indices (0 = the embeddings), so layer
+    i - 1's output, as mlx-vlm reads them; SGLang / SpecForge's nested
+    ``eagle_config`` names the layers themselves (SGLang adds 1 to capture them).
+    Without a list, EAGLE-3's default: hidden states [2, n // 2, n - 3] of the
+    n-layer target (mlx-vlm counts the head's own layers there; we count the target's).
     """
+    nested = cfg.get("eagle_config")
+    nested = nested.get("eagle_aux_hidden_state_layer_ids") if isinstance(nested, dict) else None
+    if nested:
+        return [int(i) for i in nested]
     ids = cfg.get("eagle_aux_hidden_state_layer_ids") or cfg.get("target_layer_ids")
     if not ids:
         n = target_layers
         ids = [2, n // 2, max(n - 3, 0)]
     return [max(int(i) - 1, 0) for i in ids]
+
+
+def eagle3_vocab(cfg: dict) -> tuple[int | None, int | None]:
+    """(draft vocabulary, target vocabulary) of an EAGLE-3 config."""
+    layer = eagle3_layer_config(cfg)
+    vocab = _int(layer.get("vocab_size"))
+    return _int(cfg.get("draft_vocab_size")) or vocab, vocab
+
+
+EAGLE3_FEATURES = 3  # target layers an EAGLE-3 head's fc reads (mlx-vlm's fc: 3 x hidden)
 
 
 def mlx_vlm_missing() -> str | None:
@@ -175,15 +195,45 @@ def check(fmt: str, cfg: dict, tcfg: dict) -> str | None:
     if fmt == "dspark":
         return check_dspark(cfg, n_layers, target_type)
     if fmt == "eagle3":
-        ids = eagle3_layers(cfg, n_layers or 0)
-        if n_layers and max(ids) >= n_layers:
-            return f"reads target layer {max(ids)}, this model has {n_layers} layers"
-        return None
+        return check_eagle3(cfg, n_layers)
     if fmt == "assistant":
         if not target_type.startswith("gemma4"):
             return f"Gemma 4 assistants draft for gemma4 models, this one is {target_type}"
         return None
     return f"unknown drafter format {fmt}"
+
+
+def check_eagle3(cfg: dict, n_layers: int | None) -> str | None:
+    """Why an EAGLE-3 head (config ``cfg``) cannot read an ``n_layers``-layer target."""
+    ids = eagle3_layers(cfg, n_layers or 0)
+    if len(ids) != EAGLE3_FEATURES:
+        return (
+            f"it reads {len(ids)} target layers ({ids}); Lookahead runs EAGLE-3 heads "
+            f"that read {EAGLE3_FEATURES}"
+        )
+    if n_layers and max(ids) >= n_layers:
+        return f"reads the output of target layer {max(ids)}, this model has {n_layers} layers"
+    draft, vocab = eagle3_vocab(cfg)
+    if draft and vocab and draft > vocab:
+        return f"its draft vocabulary ({draft}) is larger than the target vocabulary ({vocab})"
+    return None
+
+
+def eagle3_weights_missing(folder, cfg: dict) -> str | None:
+    """Why an EAGLE-3 repo's tensors (names from the headers) cannot be run, or None:
+    its ``fc`` must be there, and a reduced draft vocabulary needs its ``d2t`` map."""
+    from engine.compat import weight_names
+
+    names = {n.removeprefix("model.") for n in weight_names(folder)}
+    if "fc.weight" not in names:
+        return "its weights hold no fc tensor (a corrupted file, or not an EAGLE-3 head)"
+    draft, vocab = eagle3_vocab(cfg)
+    if draft and vocab and draft != vocab and "d2t" not in names:
+        return (
+            f"its reduced vocabulary ({draft} of {vocab} tokens) has no d2t tensor "
+            "mapping draft ids to the model's"
+        )
+    return None
 
 
 def check_dspark(cfg: dict, n_layers: int | None, target_type: str) -> str | None:
@@ -230,6 +280,11 @@ def weights_missing(folder) -> str | None:
     from pathlib import Path
 
     files = sorted(Path(folder).glob("*.safetensors"))
+    if not files and any(Path(folder).glob("*.bin")):  # e.g. the EAGLE authors' own repos
+        return (
+            f"{Path(folder).name} ships PyTorch .bin weights only; Lookahead reads "
+            ".safetensors (a converted copy of the repo works)"
+        )
     if not files:
         return f"{Path(folder).name} has no .safetensors weights (incomplete download?)"
     return None

@@ -117,7 +117,8 @@ def open_drafter(loaded, name_or_path: str) -> MTPDrafter:
 
 
 def open_feature_drafter(loaded, folder: Path, fmt: str):
-    """A DFlash, DSpark or Gemma 4 assistant drafter (the pairing already checked)."""
+    """A DFlash, DSpark, EAGLE-3 or Gemma 4 assistant drafter (the pairing already
+    checked)."""
     if fmt == "dspark":
         from engine.drafters.dspark import load_dspark
 
@@ -126,8 +127,10 @@ def open_feature_drafter(loaded, folder: Path, fmt: str):
         from engine.drafters.dflash import load_dflash
 
         return load_dflash(loaded, folder, fmt)
-    if fmt == "eagle3":  # the catalog refuses these first; never a crash
-        raise DecoderError(f"{folder.name}: EAGLE-3 heads are not supported by Lookahead yet")
+    if fmt == "eagle3":
+        from engine.drafters.eagle3 import load_eagle3
+
+        return load_eagle3(loaded, folder)
     from engine.drafters.gemma4_assistant import load_assistant
 
     return load_assistant(loaded, folder)

@@ -308,23 +308,3 @@ def test_broken_checkpoints_are_decoder_errors(root, sticky):
     wrong = _copy(good, root / "wrong-shape", intermediate_size=48)
     with pytest.raises(DecoderError, match="shape"):
         registry.open_drafter(loaded, str(wrong))
-
-
-def test_eagle3_heads_are_recognised_and_refused_with_a_reason(root, sticky):
-    """EAGLE-3 (Speculators layout) is detected as a decoder, not a draft model, and
-    refused until it is supported."""
-    folder = root / "eagle3"
-    folder.mkdir()
-    cfg = {
-        "speculators_model_type": "eagle3", "architectures": ["Eagle3Speculator"],
-        "transformer_layer_config": {"hidden_size": 64, "vocab_size": 259,
-                                     "num_hidden_layers": 1},
-        "draft_vocab_size": 64,
-    }  # fmt: skip
-    (folder / "config.json").write_text(json.dumps(cfg))
-    (folder / "model.safetensors").write_bytes(b"")
-    v = verdict(sticky["target"]["path"], folder)
-    assert not v.ok and "EAGLE-3" in v.reason
-    loaded = load_model(str(sticky["target"]["path"]))
-    with pytest.raises(DecoderError, match="EAGLE-3"):
-        registry.open_drafter(loaded, str(folder))
